@@ -1,0 +1,1 @@
+"""IMRNet in JAX: self-supervised learning of video representations from compressed video."""
