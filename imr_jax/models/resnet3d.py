@@ -1,0 +1,220 @@
+"""3D ResNets (basic and bottleneck blocks) in channels-last NDHWC layout.
+
+One network class serves both the IMR streams (3x3x3 kernels) and CoViAR's per-frame 2D ResNets
+(`temporal_kernel_size=1`, temporal strides 1: every conv then sees one frame, and batch norm over
+(B, T, H, W) is exactly a 2D batch norm over B * T frames).
+
+Layout follows the 3D-ResNets of Hara et al. (CVPR 2018) and torchvision's ResNet v1.5:
+  stem: conv (k_t, 7, 7) /(1, 2, 2) -> BN -> ReLU -> max-pool (1, 3, 3) /(1, 2, 2); with a temporal
+        stem stride s > 1 the pool becomes (max(k_t, s), 3, 3) /(s, 2, 2).
+  res2..res5: the first block of res3..res5 halves H and W; each stage's temporal stride is a
+        parameter, applied in its first block's (k_t, 3, 3) conv and projection shortcut.
+Convolutions and pools pad symmetrically by k // 2 (as PyTorch), so stride 2 maps n to
+floor((n - 1) / 2) + 1: 112 -> 56 -> 28 (res2) -> 14 -> 7 -> 4 (res5); T_P = 25 -> 13 -> 7 -> 4.
+Compute runs in `dtype`; parameters and batch-norm statistics are float32.
+"""
+
+import functools
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+STAGE_NAMES = ('res2', 'res3', 'res4', 'res5')
+
+# depth -> (block kind, blocks per stage). 'tiny' is for tests and CPU demos.
+DEPTHS = {
+    'tiny': ('basic', (1, 1, 1, 1)),
+    18: ('basic', (2, 2, 2, 2)),
+    34: ('basic', (3, 4, 6, 3)),
+    50: ('bottleneck', (3, 4, 6, 3)),
+    101: ('bottleneck', (3, 4, 23, 3)),
+    152: ('bottleneck', (3, 8, 36, 3)),
+}
+DEFAULT_WIDTHS = {'tiny': (8, 16, 32, 64)}  # every other depth: STANDARD_WIDTHS
+STANDARD_WIDTHS = (64, 128, 256, 512)
+BOTTLENECK_EXPANSION = 4
+
+# He initialisation (fan-out, normal) as in torchvision's ResNets: keeps the scale through ReLUs.
+_conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+
+
+def default_widths(depth: Any) -> tuple[int, ...]:
+  """Base channel widths of res2..res5 for a depth (bottleneck outputs are 4x these)."""
+  return DEFAULT_WIDTHS.get(depth, STANDARD_WIDTHS)
+
+
+def stage_output_channels(depth: Any, widths: Sequence[int]) -> tuple[int, ...]:
+  """Channels at the outputs of res2..res5."""
+  kind, _ = DEPTHS[depth]
+  expansion = BOTTLENECK_EXPANSION if kind == 'bottleneck' else 1
+  return tuple(w * expansion for w in widths)
+
+
+def _conv(features: int, kernel_size: Sequence[int], strides: Sequence[int] = (1, 1, 1), *,
+          dtype: Any, name: str) -> nn.Conv:
+  """Bias-free 3D conv with PyTorch's symmetric `k // 2` padding."""
+  return nn.Conv(
+      features, tuple(kernel_size), strides=tuple(strides),
+      padding=[(k // 2, k // 2) for k in kernel_size], use_bias=False,
+      dtype=dtype, param_dtype=jnp.float32, kernel_init=_conv_init, name=name)
+
+
+def _norm(*, train: bool, dtype: Any, name: str, zero_scale: bool = False) -> nn.BatchNorm:
+  # No axis_name: under jit over a sharded batch, the mean is already global.
+  return nn.BatchNorm(
+      use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
+      param_dtype=jnp.float32,
+      scale_init=nn.initializers.zeros if zero_scale else nn.initializers.ones, name=name)
+
+
+class BasicBlock(nn.Module):
+  """Two (k_t, 3, 3) convs; output channels = width."""
+  width: int
+  strides: tuple[int, int, int]  # (time, height, width)
+  temporal_kernel_size: int = 3
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+    conv = functools.partial(_conv, dtype=self.dtype)
+    norm = functools.partial(_norm, train=train, dtype=self.dtype)
+    kernel = (self.temporal_kernel_size, 3, 3)
+    y = conv(self.width, kernel, self.strides, name='conv1')(x)
+    y = nn.relu(norm(name='norm1')(y))
+    y = conv(self.width, kernel, name='conv2')(y)
+    # Zero-initialised last scale: each block starts as the identity (Goyal et al., 2017).
+    y = norm(name='norm2', zero_scale=True)(y)
+    shortcut = x
+    if x.shape[-1] != self.width or tuple(self.strides) != (1, 1, 1):
+      shortcut = conv(self.width, (1, 1, 1), self.strides, name='shortcut_conv')(x)
+      shortcut = norm(name='shortcut_norm')(shortcut)
+    return nn.relu(y + shortcut)
+
+
+class BottleneckBlock(nn.Module):
+  """1x1x1 -> (k_t, 3, 3) (strided, v1.5) -> 1x1x1; output channels = 4 * width."""
+  width: int
+  strides: tuple[int, int, int]
+  temporal_kernel_size: int = 3
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+    conv = functools.partial(_conv, dtype=self.dtype)
+    norm = functools.partial(_norm, train=train, dtype=self.dtype)
+    out_channels = self.width * BOTTLENECK_EXPANSION
+    y = conv(self.width, (1, 1, 1), name='conv1')(x)
+    y = nn.relu(norm(name='norm1')(y))
+    y = conv(self.width, (self.temporal_kernel_size, 3, 3), self.strides, name='conv2')(y)
+    y = nn.relu(norm(name='norm2')(y))
+    y = conv(out_channels, (1, 1, 1), name='conv3')(y)
+    y = norm(name='norm3', zero_scale=True)(y)
+    shortcut = x
+    if x.shape[-1] != out_channels or tuple(self.strides) != (1, 1, 1):
+      shortcut = conv(out_channels, (1, 1, 1), self.strides, name='shortcut_conv')(x)
+      shortcut = norm(name='shortcut_norm')(shortcut)
+    return nn.relu(y + shortcut)
+
+
+class Stem(nn.Module):
+  """conv (k_t, 7, 7) /(1, 2, 2) -> BN -> ReLU -> max-pool (1, 3, 3) /(1, 2, 2).
+
+  With temporal_stride s > 1 the pool is (max(k_t, s), 3, 3) /(s, 2, 2).
+  """
+  width: int
+  temporal_stride: int = 1
+  temporal_kernel_size: int = 3
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+    kt = self.temporal_kernel_size
+    x = _conv(self.width, (kt, 7, 7), (1, 2, 2), dtype=self.dtype, name='conv')(x)
+    x = nn.relu(_norm(train=train, dtype=self.dtype, name='norm')(x))
+    # A temporal pool window of 1 with stride > 1 would skip frames; widen it to cover the stride.
+    pool_t = max(kt, self.temporal_stride) if self.temporal_stride > 1 else 1
+    return nn.max_pool(
+        x, (pool_t, 3, 3), strides=(self.temporal_stride, 2, 2),
+        padding=((pool_t // 2, pool_t // 2), (1, 1), (1, 1)))
+
+
+class ResStage(nn.Module):
+  """A stage of `num_blocks` blocks; the first one applies `strides`."""
+  block: str  # 'basic' | 'bottleneck'
+  num_blocks: int
+  width: int
+  strides: tuple[int, int, int]
+  temporal_kernel_size: int = 3
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+    block_cls = BasicBlock if self.block == 'basic' else BottleneckBlock
+    for index in range(self.num_blocks):
+      strides = self.strides if index == 0 else (1, 1, 1)
+      x = block_cls(self.width, strides, self.temporal_kernel_size, self.dtype,
+                    name=f'block{index + 1}')(x, train)
+    return x
+
+
+class ResNet3D(nn.Module):
+  """One stream: optional input batch norm, stem, res2..res5, global average pool.
+
+  Attributes:
+    depth: a key of DEPTHS ('tiny', 18, 34, 50, 101, 152).
+    widths: base widths of res2..res5 (the stem has widths[0] channels); () for the depth's
+      default (`default_widths`).
+    temporal_strides: temporal strides of (stem pool, res2, res3, res4, res5).
+    temporal_kernel_size: 3 for a 3D network; 1 makes it a per-frame 2D network.
+    normalize_input: batch-normalise the raw input first (the MV and residual streams).
+    dtype: compute dtype.
+
+  Besides `__call__`, IMRNet drives the stages one at a time through `forward_stem` and
+  `forward_stage`, to insert its connections between them.
+  """
+  depth: Any = 18
+  widths: tuple[int, ...] = ()
+  temporal_strides: tuple[int, ...] = (1, 1, 1, 1, 1)
+  temporal_kernel_size: int = 3
+  normalize_input: bool = False
+  dtype: Any = jnp.float32
+
+  def setup(self):
+    block, blocks_per_stage = DEPTHS[self.depth]
+    if self.normalize_input:
+      # float32: the raw MV / residual values go in before any cast. `use_running_average` is
+      # given per call, since `train` is a call argument.
+      self.input_norm = nn.BatchNorm(momentum=0.9, epsilon=1e-5, dtype=jnp.float32,
+                                     param_dtype=jnp.float32)
+    kt = self.temporal_kernel_size
+    widths = tuple(self.widths) or default_widths(self.depth)
+    self.stem = Stem(widths[0], self.temporal_strides[0], kt, self.dtype)
+    stages = []
+    for index, (num_blocks, width) in enumerate(zip(blocks_per_stage, widths)):
+      spatial = 1 if index == 0 else 2
+      stages.append(ResStage(block, num_blocks, width,
+                             (self.temporal_strides[index + 1], spatial, spatial), kt, self.dtype))
+    self.res2, self.res3, self.res4, self.res5 = stages
+
+  def forward_stem(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+    """(B, T, H, W, C_in) float -> (B, T', H / 4, W / 4, widths[0]) in `dtype` (rounded up)."""
+    if self.normalize_input:
+      x = self.input_norm(x.astype(jnp.float32), use_running_average=not train)
+    return self.stem(x.astype(self.dtype), train)
+
+  def forward_stage(self, name: str, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+    """Runs stage `name` (one of STAGE_NAMES)."""
+    return getattr(self, name)(x, train)
+
+  def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+    """(B, T, H, W, C_in) -> pooled features (B, C_out) float32."""
+    x = self.forward_stem(x, train)
+    for name in STAGE_NAMES:
+      x = self.forward_stage(name, x, train)
+    return global_average_pool(x)
+
+
+def global_average_pool(x: jnp.ndarray) -> jnp.ndarray:
+  """(B, T, H, W, C) -> (B, C) float32 (the mean is taken in float32 for bfloat16 inputs)."""
+  return jnp.mean(x, axis=(1, 2, 3), dtype=jnp.float32)

@@ -1,0 +1,338 @@
+"""Tests of imr_jax.models: shapes, ablation switches, gradient paths, dtypes, heads, CoViAR."""
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from imr_jax import models
+from imr_jax.models import connections
+from imr_jax.models import resnet3d
+
+# A tiny model: one basic block per stage, widths 8..64. H = W = 32 leaves 1x1 at res5.
+SIZE = 32
+
+
+def model_config(**overrides) -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict(dict(
+      name='imrnet', depth='tiny', widths=(), streams='imr', connections='bidirectional',
+      connection_conv=True, connection_attention=True, i_temporal_strides=(1, 1, 1, 1, 1),
+      p_temporal_strides=(1, 1, 2, 2, 2), dtype='float32', num_classes=7,
+      coviar_iframe_depth='tiny', coviar_pframe_depth='tiny',
+      coviar_stream_weights=(2.0, 1.0, 1.0)))
+  config.update(overrides)
+  return config
+
+
+def clip_inputs(batch=2, t_i=2, t_p=5, height=SIZE, width=SIZE, seed=0):
+  keys = jax.random.split(jax.random.key(seed), 3)
+  return dict(
+      iframes=jax.random.normal(keys[0], (batch, t_i, height, width, 3)),
+      motion_vectors=jax.random.normal(keys[1], (batch, t_p, height, width, 2)),
+      residuals=jax.random.normal(keys[2], (batch, t_p, height, width, 3)))
+
+
+def quick_jit(function, *args):
+  """jax.jit(function) compiled for `args` by XLA's cheap CPU pipeline (compiles 2-4x faster)."""
+  return jax.jit(function).lower(*args).compile(compiler_options={
+      'xla_backend_optimization_level': 0, 'xla_llvm_disable_expensive_passes': True})
+
+
+def abstract_params(module, inputs):
+  """Parameter shapes, from tracing only (no compute)."""
+  variables = jax.eval_shape(lambda: module.init(jax.random.key(0), **inputs, train=False))
+  return variables['params']
+
+
+def synthetic_variables(module, inputs, seed=0):
+  """Variables of the right shapes without compiling `init` (XLA:CPU takes ~30 s for its RNG).
+
+  Kernels are He-normal, biases and batch-norm shifts and means 0, scales and variances 1 (so no
+  block starts as the identity, unlike the real init's zero-initialised last scales).
+  """
+  shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), **inputs, train=False))
+  rng = np.random.default_rng(seed)
+
+  def fill(path, leaf):
+    name = path[-1].key
+    if name == 'kernel':
+      fan_in = int(np.prod(leaf.shape[:-1]))
+      return jnp.asarray(rng.normal(size=leaf.shape) * np.sqrt(2 / fan_in), leaf.dtype)
+    return (jnp.ones if name in ('scale', 'var') else jnp.zeros)(leaf.shape, leaf.dtype)
+
+  return jax.tree_util.tree_map_with_path(fill, flax.core.unfreeze(shapes))
+
+
+def count(tree) -> int:
+  return sum(int(np.prod(leaf.shape)) for leaf in jax.tree_util.tree_leaves(tree))
+
+
+def connection_params(params):
+  return {name: value for name, value in params.items() if '_to_' in name}
+
+
+# --- temporal alignment -------------------------------------------------------------------------
+
+def test_alignment_matrix_pools_repeats_and_interpolates():
+  np.testing.assert_allclose(connections.alignment_matrix(6, 2),
+                             [[1 / 3, 1 / 3, 1 / 3, 0, 0, 0], [0, 0, 0, 1 / 3, 1 / 3, 1 / 3]])
+  np.testing.assert_allclose(connections.alignment_matrix(2, 4), [[1, 0], [1, 0], [0, 1], [0, 1]])
+  # 3 -> 2: target step 0 covers source [0, 1.5).
+  np.testing.assert_allclose(connections.alignment_matrix(3, 2),
+                             [[2 / 3, 1 / 3, 0], [0, 1 / 3, 2 / 3]])
+  # 2 -> 3: the middle target step straddles both source steps equally.
+  np.testing.assert_allclose(connections.alignment_matrix(2, 3), [[1, 0], [0.5, 0.5], [0, 1]])
+  np.testing.assert_allclose(connections.alignment_matrix(4, 4), np.eye(4))
+  # GOP-major P-frames: P-frame j of GOP g lands on I-frame g.
+  np.testing.assert_allclose(connections.alignment_matrix(25, 5),
+                             np.kron(np.eye(5), np.full((1, 5), 1 / 5)))
+
+
+@pytest.mark.parametrize('source_length, target_length', [(25, 5), (5, 25), (7, 5), (5, 7), (4, 4)])
+def test_align_time_matches_matrix(source_length, target_length):
+  x = jax.random.normal(jax.random.key(1), (2, source_length, 3, 2, 4))
+  matrix = connections.alignment_matrix(source_length, target_length)
+  expected = np.einsum('ts,bshwc->bthwc', matrix, np.asarray(x, np.float64))
+  actual = connections.align_time(x, target_length)
+  np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('source_length, target_length', [(6, 2), (2, 6), (5, 3)])
+def test_connection_conv_commutes_with_alignment(source_length, target_length):
+  source = jax.random.normal(jax.random.key(2), (1, source_length, 3, 3, 4))
+  target = jnp.zeros((1, target_length, 3, 3, 6))
+  connection = connections.DynamicConnection(use_conv=True, use_attention=False)
+  variables = connection.init(jax.random.key(3), source, target)
+  message = connection.apply(variables, source, target)
+  kernel = variables['params']['conv']['kernel'][0, 0, 0]  # (4, 6)
+  matrix = connections.alignment_matrix(source_length, target_length)
+  expected = np.einsum('ts,bshwc,cd->bthwd', matrix, np.asarray(source, np.float64),
+                       np.asarray(kernel, np.float64))
+  np.testing.assert_allclose(message, expected, rtol=1e-5, atol=1e-5)
+
+
+# --- shapes -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('t_i, t_p, height, width',
+                         [(5, 25, 32, 32), (2, 5, 32, 48), (3, 7, 40, 24), (1, 1, 16, 16)])
+def test_imrnet_output_shapes(t_i, t_p, height, width):
+  module = models.build_backbone(model_config())
+  inputs = clip_inputs(2, t_i, t_p, height, width)
+  out = jax.eval_shape(lambda: module.init_with_output(
+      jax.random.key(0), **inputs, train=False, return_stages=True)[0])
+  assert out['features'].shape == (2, 3 * 64) and out['features'].dtype == jnp.float32
+  for stream in 'imr':
+    assert out[stream].shape == (2, 64)
+  expected_t = {'i': [t_i] * 5, 'm': [t_p]}
+  for stride in (1, 1, 2, 2, 2)[1:]:
+    expected_t['m'].append((expected_t['m'][-1] - 1) // stride + 1)
+  expected_t['r'] = expected_t['m']
+  # Stride 2 with k // 2 padding maps n to ceil(n / 2).
+  expected_h = [-(-height // factor) for factor in (4, 4, 8, 16, 32)]
+  for stream in 'imr':
+    for index, stage in enumerate(('stem',) + resnet3d.STAGE_NAMES):
+      shape = out['stages'][stream][stage].shape
+      assert shape[:3] == (2, expected_t[stream][index], expected_h[index]), (stream, stage, shape)
+      assert shape[4] == (8, 8, 16, 32, 64)[index]
+
+
+def test_training_mode_updates_every_batch_norm():
+  module = models.build_backbone(model_config())
+  inputs = clip_inputs()
+  variables = jax.eval_shape(lambda: module.init(jax.random.key(0), **inputs, train=False))
+  _, updates = jax.eval_shape(
+      lambda v: module.apply(v, **inputs, train=True, mutable=['batch_stats']), variables)
+  assert set(variables) == {'params', 'batch_stats'}
+  assert jax.tree_util.tree_structure(updates['batch_stats']) == jax.tree_util.tree_structure(
+      variables['batch_stats'])
+
+
+def test_stream_subsets_and_order():
+  module = models.build_backbone(model_config(streams='mi'))
+  inputs = clip_inputs()
+  out = jax.eval_shape(lambda: module.init_with_output(
+      jax.random.key(0), iframes=inputs['iframes'], motion_vectors=inputs['motion_vectors'],
+      train=False)[0])
+  assert set(out) == {'i', 'm', 'features'} and out['features'].shape == (2, 128)
+  with pytest.raises(ValueError, match='motion_vectors'):
+    module.init(jax.random.key(0), iframes=inputs['iframes'], train=False)
+  i_only = abstract_params(models.build_backbone(model_config(streams='i')), inputs)
+  assert list(i_only) == ['i_stream']
+
+
+# --- ablation switches --------------------------------------------------------------------------
+
+def test_connection_switches_change_the_parameter_tree_exactly():
+  inputs = clip_inputs()
+  full = abstract_params(models.build_backbone(model_config()), inputs)
+  stream_params = {name: value for name, value in full.items() if '_to_' not in name}
+  assert set(stream_params) == {'i_stream', 'm_stream', 'r_stream'}
+  # The P-streams batch-normalise their raw input; the I-stream's input is already normalised.
+  assert full['m_stream']['input_norm']['scale'].shape == (2,)
+  assert full['r_stream']['input_norm']['scale'].shape == (3,)
+  assert 'input_norm' not in full['i_stream']
+  full_connections = connection_params(full)
+  stages = ('stem', 'res2', 'res3', 'res4')
+  assert set(full_connections) == {f'{stage}_{a}_to_{b}' for stage in stages
+                                   for a, b in (('m', 'i'), ('i', 'm'), ('r', 'i'), ('i', 'r'))}
+
+  none = abstract_params(models.build_backbone(model_config(connections='none')), inputs)
+  assert connection_params(none) == {} and none == stream_params
+
+  uni = abstract_params(models.build_backbone(model_config(connections='unidirectional')), inputs)
+  assert set(connection_params(uni)) == {n for n in full_connections if n.endswith('_to_i')}
+  assert 2 * count(connection_params(uni)) == count(full_connections)
+  assert {n: v for n, v in uni.items() if '_to_' not in n} == stream_params
+
+  no_conv = abstract_params(models.build_backbone(model_config(connection_conv=False)), inputs)
+  assert no_conv == {**stream_params, **{name: {k: v for k, v in value.items() if k != 'conv'}
+                                         for name, value in full_connections.items()}}
+  no_attention = abstract_params(
+      models.build_backbone(model_config(connection_attention=False)), inputs)
+  assert no_attention == {**stream_params, **{name: {'conv': value['conv']}
+                                              for name, value in full_connections.items()}}
+  # Neither conv nor gate: connections are parameter-free (align and add).
+  bare = abstract_params(models.build_backbone(
+      model_config(connection_conv=False, connection_attention=False)), inputs)
+  assert bare == stream_params
+
+
+# --- gradients through the connections ----------------------------------------------------------
+
+@pytest.mark.parametrize('mode', ['bidirectional', 'unidirectional', 'none'])
+def test_gradient_reaches_p_stream_only_through_connections(mode):
+  module = models.build_backbone(model_config(connections=mode, streams='im'))
+  inputs = clip_inputs(batch=1, t_i=2, t_p=4, height=16, width=16)
+  del inputs['residuals']
+  variables = synthetic_variables(module, inputs)
+  direction = jax.random.normal(jax.random.key(5), (64,))
+
+  def grads(params):
+    def loss(params):
+      # train=False: the same gradient paths, and a quicker compile than batch statistics.
+      out = module.apply({**variables, 'params': params}, **inputs, train=False)
+      return jnp.sum(out['i'] @ direction)
+    return jax.grad(loss)(params)
+
+  m_grads = quick_jit(grads, variables['params'])(variables['params'])['m_stream']
+  is_zero = lambda tree: all(np.all(g == 0) for g in jax.tree_util.tree_leaves(tree))
+  if mode == 'none':
+    assert is_zero(m_grads)
+  else:
+    for stage in ('input_norm', 'stem', 'res2', 'res3', 'res4'):
+      assert not is_zero(m_grads[stage]), stage
+    # res5 has no connection, so nothing of it reaches the I-stream.
+    assert is_zero(m_grads['res5'])
+
+
+# --- dtypes -------------------------------------------------------------------------------------
+
+def test_bfloat16_agrees_with_float32():
+  inputs = clip_inputs(batch=2, t_i=2, t_p=4)
+  f32 = models.build_backbone(model_config(dtype='float32'))
+  bf16 = models.build_backbone(model_config(dtype='bfloat16'))
+  variables = synthetic_variables(f32, inputs)
+  assert all(leaf.dtype == jnp.float32 for leaf in jax.tree_util.tree_leaves(
+      abstract_params(bf16, inputs)))
+  run = lambda module: quick_jit(
+      lambda v, x: module.apply(v, **x, train=False), variables, inputs)(variables, inputs)
+  expected, actual = run(f32)['features'], run(bf16)['features']
+  assert actual.dtype == jnp.float32
+  relative_error = float(jnp.linalg.norm(actual - expected) / jnp.linalg.norm(expected))
+  assert 0 < relative_error < 2e-2, relative_error
+
+
+# --- depths -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('depth, torchvision_params', [(18, 11_689_512), (50, 25_557_032)])
+def test_per_frame_resnet_matches_torchvision_parameter_count(depth, torchvision_params):
+  # torchvision's ResNet-18/50 minus its 1000-way fc layer: same convs and batch norms.
+  network = resnet3d.ResNet3D(depth=depth, temporal_kernel_size=1)
+  params = jax.eval_shape(lambda: network.init(
+      jax.random.key(0), jnp.zeros((1, 1, 64, 64, 3)), train=False))['params']
+  fc = resnet3d.stage_output_channels(depth, resnet3d.STANDARD_WIDTHS)[-1] * 1000 + 1000
+  assert count(params) == torchvision_params - fc
+
+
+# --- CoViAR -------------------------------------------------------------------------------------
+
+def test_coviar_is_per_frame_and_fuses_weighted_scores():
+  module = models.build_backbone(model_config(name='coviar'))
+  inputs = clip_inputs(batch=2, t_i=2, t_p=4)
+  variables = synthetic_variables(module, inputs)
+  apply = quick_jit(lambda x: module.apply(variables, **x, train=False), inputs)
+  out = apply(inputs)
+  assert out['logits'].shape == (2, 7) and out['features'].shape == (2, 3 * 64)
+  logits = out['stream_logits']
+  np.testing.assert_allclose(out['logits'], 2 * logits['i'] + logits['m'] + logits['r'], rtol=1e-6)
+  assert variables['params']['i_stream']['stem']['conv']['kernel'].shape == (1, 7, 7, 3, 8)
+  # Per frame: reversing the frames changes nothing.
+  reversed_inputs = {k: v[:, ::-1] for k, v in inputs.items()}
+  np.testing.assert_allclose(apply(reversed_inputs)['logits'], out['logits'], rtol=1e-4, atol=1e-5)
+
+
+# --- heads and the multi-head model -------------------------------------------------------------
+
+def test_heads_output_shapes():
+  features = jnp.ones((3, 20))
+  levels = ((1, 5), (2, 1), (2, 5), (4, 1), (4, 5))
+  pmsp = models.PMSPHead(levels=levels, hidden_dim=16)
+  out = pmsp.apply(pmsp.init(jax.random.key(0), features, False), features, False)
+  assert {k: v.shape for k, v in out.items()} == {
+      '1x1_5': (3, 5, 1), '2x2_1': (3, 1, 4), '2x2_5': (3, 5, 4), '4x4_1': (3, 1, 16),
+      '4x4_5': (3, 5, 16)}
+  for head, shape in [(models.CTPHead(num_classes=4, hidden_dim=16), (3, 4)),
+                      (models.ProjectionHead(dim=8, hidden_dim=16), (3, 8)),
+                      (models.ClassifierHead(num_classes=5, dropout_rate=0.5), (3, 5))]:
+    variables = head.init(jax.random.key(0), features, False)
+    assert head.apply(variables, features, False).shape == shape
+  classifier = models.ClassifierHead(num_classes=5, dropout_rate=0.5)
+  variables = classifier.init(jax.random.key(0), features, False)
+  dropped = classifier.apply(variables, features, True, rngs={'dropout': jax.random.key(1)})
+  assert not np.allclose(dropped, classifier.apply(variables, features, False))
+
+
+def test_multihead_model_parameter_tree_and_outputs():
+  backbone = models.build_backbone(model_config(streams='im'))
+  heads = {'pmsp': models.PMSPHead(levels=((2, 2),), hidden_dim=16),
+           'ctp': models.CTPHead(num_classes=4, hidden_dim=16)}
+  model = models.MultiHeadModel(backbone=backbone, heads=heads)
+  inputs = clip_inputs()
+  inputs = dict(iframes=inputs['iframes'], motion_vectors=inputs['motion_vectors'])
+  variables, out = jax.eval_shape(lambda: model.init_with_output(
+      jax.random.key(0), **inputs, train=False)[::-1])
+  params = variables['params']
+  assert set(params) == {'backbone', 'heads'} and set(params['heads']) == {'pmsp', 'ctp'}
+  assert params['backbone'] == abstract_params(backbone, inputs)
+  assert set(out) == {'i', 'm', 'features', 'pmsp', 'ctp'}
+  assert out['pmsp']['2x2_2'].shape == (2, 2, 4) and out['ctp'].shape == (2, 4)
+  assert set(variables['batch_stats']) == {'backbone'}
+
+
+# --- configuration errors -----------------------------------------------------------------------
+
+@pytest.mark.parametrize('name, key, value', [
+    ('imrnet', 'name', 'slowfast'), ('imrnet', 'depth', 19), ('imrnet', 'depth', True),
+    ('imrnet', 'streams', 'imx'), ('imrnet', 'streams', ''), ('imrnet', 'streams', 'ii'),
+    ('imrnet', 'connections', 'both'), ('imrnet', 'connection_conv', 'yes'),
+    ('imrnet', 'connection_attention', 1), ('imrnet', 'dtype', 'float16'),
+    ('imrnet', 'widths', (8, 16)), ('imrnet', 'p_temporal_strides', (1, 2, 2)),
+    ('imrnet', 'i_temporal_strides', (1, 0, 1, 1, 1)), ('coviar', 'num_classes', 0),
+    ('coviar', 'coviar_stream_weights', (1.0, 1.0)), ('coviar', 'coviar_iframe_depth', 'huge')])
+def test_bad_config_values_name_the_key(name, key, value):
+  config = model_config(name=name)
+  with config.unlocked():
+    del config[key]
+    config[key] = value
+  with pytest.raises(ValueError, match=f'config.model.{key}='):
+    models.build_backbone(config)
+
+
+def test_depth_accepts_strings_and_missing_keys_are_named():
+  assert models.build_backbone(model_config(depth='18')).depth == 18
+  config = model_config()
+  del config['p_temporal_strides']
+  with pytest.raises(ValueError, match='p_temporal_strides'):
+    models.build_backbone(config)
