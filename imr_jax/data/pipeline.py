@@ -1,0 +1,460 @@
+"""The tf.data input pipeline: records of `schema` -> batches of DESIGN.md section 3.
+
+Phases, per record: parse (`schema.parse_example`, still encoded) -> sample a clip on the GOP structure
+(`sampling`) -> decode only the sampled frames, in physical units (`schema.decode_*`; at training only
+the crop box's region, see `_decode_default_region`) -> one crop box and one flip for every stream
+(`augment`) -> network space (`normalization`) -> batch -> numpy.
+
+Reading: `tfds.builder_from_directory(data_dir)` supplies the split's shard files and sizes from the TFDS
+metadata data_prep writes; the shards are read with `tf.data.TFRecordDataset` and parsed with
+`schema.parse_example`. (TFDS's own `as_dataset` would decode every frame of every video; the raw
+records let us decode only the sampled ones.)
+
+Determinism: every random choice of an example is a stateless function of (seed, process index, the
+example's position in the host's stream), and tf.data keeps order (`deterministic=True`), so the same
+seed gives the same batches however many threads run.
+
+Multi-host: each host reads every process_count-th shard file. Evaluation numbers videos by their
+position in the split (from the shard lengths in the metadata) and pads every host to the same number
+of full batches (mask 0, label -1, video_index -1), so every video is counted exactly once.
+"""
+
+from collections.abc import Iterator, Sequence
+import json
+import math
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from imr_jax.data import augment
+from imr_jax.data import normalization
+from imr_jax.data import sampling
+from imr_jax.data import schema
+
+Batch = dict[str, np.ndarray]
+EXTRAS = frozenset({'shifted', 'view2'})
+# Records of a training host read in parallel; each shard file is one sequential stream.
+MAX_INTERLEAVED_FILES = 16
+# Stateless seed streams of one example; a fixed position per random choice keeps runs reproducible
+# when a choice is switched off.
+_WINDOW, _CROP, _FLIP, _JITTER, _SHIFTED, _VIEW2, _NUM_SEEDS = range(7)
+_ALL_STREAMS = frozenset({'iframes', 'motion_vectors', 'residuals', 'motion_energy'})
+
+
+def dataset_info(data_dir: str) -> dict[str, Any]:
+  """The dataset's manifest.json (label_names, encoding, width, height, gop_size, splits, failures).
+
+  Raises:
+    FileNotFoundError: `data_dir` holds no manifest.json (it is not an output of data_prep.convert).
+  """
+  path = os.path.join(data_dir, 'manifest.json')
+  if not os.path.exists(path):
+    raise FileNotFoundError(
+        f'No manifest.json in config.dataset.data_dir={data_dir!r}. Point it at an output directory '
+        'of `python -m data_prep.convert`, or run that first.')
+  with open(path) as f:
+    return json.load(f)
+
+
+def split_files(data_dir: str, split: str) -> tuple[list[str], list[int]]:
+  """The shard files of a split, in order, and the number of videos in each (TFDS metadata)."""
+  try:
+    builder = tfds.builder_from_directory(data_dir)
+  except Exception as e:  # TFDS raises several types for a missing or broken dataset_info.json.
+    raise FileNotFoundError(
+        f'No TFDS metadata (dataset_info.json) in {data_dir!r}: {e}. Re-run `python -m data_prep.convert`, '
+        'which writes it beside the shards.') from e
+  if split not in builder.info.splits:
+    raise ValueError(f'Split {split!r} is not in {data_dir!r}; it has {sorted(builder.info.splits)}. '
+                     'Set config.dataset.train_split / eval_split to one of them.')
+  info = builder.info.splits[split]
+  return [os.fspath(path) for path in info.filepaths], [int(n) for n in info.shard_lengths]
+
+
+# --------------------------------------------------------------------------------------------------
+# Per-record phases (inside the tf.data graph).
+
+
+def _check_has_pframes(features: dict[str, tf.Tensor]) -> tf.Tensor:
+  """The number of usable GOPs, asserting there is at least one (a clip needs P-frames)."""
+  num_usable = tf.size(sampling.usable_gops(features[schema.GOP_NUM_PFRAMES]))
+  check = tf.debugging.Assert(num_usable > 0, [
+      'Video', features[schema.VIDEO_ID], 'has no P-frames, so no clip can be sampled from it. '
+      'Re-run data_prep.convert, which rejects such videos.'])
+  with tf.control_dependencies([check]):
+    return tf.identity(num_usable)
+
+
+def _decode(features: dict[str, tf.Tensor], indices: sampling.ClipIndices, encoding: str,
+            streams: frozenset[str], box: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
+  """Decodes the sampled frames of one clip into float32 physical units (see `augment`).
+
+  Args:
+    features: a parsed record.
+    indices: the clip's frames.
+    encoding: the dataset's record encoding.
+    streams: which of 'iframes', 'motion_vectors', 'residuals', 'motion_energy' to decode.
+    box: int32 (4,) top, left, height, width: decode only this region (the training crop); None:
+      whole frames.
+
+  Returns:
+    name -> float32 (T, h, w, C), or (G, h, w) for 'motion_energy'; (h, w) is the box's or the frame's.
+  """
+  if box is not None and encoding == 'default':
+    return _decode_default_region(features, indices, streams, box)
+  size = dict(height=features[schema.VIDEO_HEIGHT], width=features[schema.VIDEO_WIDTH])
+  clip = {}
+  if 'iframes' in streams:
+    clip['iframes'] = tf.cast(
+        schema.decode_iframes(tf.gather(features[schema.GOP_IFRAME], indices.gops), **size), tf.float32)
+  if 'motion_vectors' in streams:
+    clip['motion_vectors'] = schema.decode_motion_vectors(
+        tf.gather(features[schema.PFRAME_MOTION_VECTORS], indices.pframes), encoding=encoding, **size)
+  if 'residuals' in streams:
+    clip['residuals'] = schema.decode_residuals(
+        tf.gather(features[schema.PFRAME_RESIDUALS], indices.pframes), encoding=encoding, **size)
+  if 'motion_energy' in streams:
+    clip['motion_energy'] = schema.decode_motion_energy(
+        tf.gather(features[schema.GOP_MOTION_ENERGY], indices.gops), **size)
+  return clip if box is None else augment.crop_clip(clip, box)
+
+
+def _decode_default_region(features: dict[str, tf.Tensor], indices: sampling.ClipIndices,
+                           streams: frozenset[str], box: tf.Tensor) -> dict[str, tf.Tensor]:
+  """`_decode` of a region of 'default'-encoded frames: crops the 8-bit codes before the float math.
+
+  Equal to decoding whole frames with `schema.decode_*` and cropping (tests/test_pipeline.py checks it),
+  and about 1.4x faster per training clip: the conversion to physical units, not the image decoding,
+  dominated, and a training crop keeps half the frame or less. (`decode_and_crop_jpeg` is not used: with
+  4:2:0 chroma its pixels at the box edges differ from those of a whole-frame decode.)
+  """
+  top, left, height, width = tf.unstack(box)
+
+  def decode(name, frames, fn, channels, dtype=tf.uint8):
+    spec = tf.TensorSpec([None, None, channels], dtype)
+    return tf.map_fn(fn, tf.gather(features[name], frames), fn_output_signature=spec)
+
+  def image_region(data):
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    return image[top:top + height, left:left + width]
+
+  def png_region(data, dtype=tf.uint8):
+    return tf.io.decode_png(data, channels=0, dtype=dtype)[top:top + height, left:left + width]
+
+  clip = {}
+  if 'iframes' in streams:
+    clip['iframes'] = tf.cast(decode(schema.GOP_IFRAME, indices.gops, image_region, 3), tf.float32)
+  if 'motion_vectors' in streams:
+    codes = tf.cast(decode(schema.PFRAME_MOTION_VECTORS, indices.pframes, png_region, 2), tf.float32)
+    clip['motion_vectors'] = tf.round((codes - schema.MV_CODE_ZERO) / schema.MV_CODE_SCALE)
+  if 'residuals' in streams:
+    codes = decode(schema.PFRAME_RESIDUALS, indices.pframes, image_region, 3)
+    clip['residuals'] = tf.cast(codes, tf.float32) - schema.RESIDUAL_CODE_ZERO
+  if 'motion_energy' in streams:
+    energy = decode(schema.GOP_MOTION_ENERGY, indices.gops,
+                    lambda data: png_region(data, tf.uint16), 1, tf.uint16)
+    clip['motion_energy'] = tf.cast(energy[..., 0], tf.float32)
+  return clip
+
+
+def _random_flip(clip: dict[str, tf.Tensor], seed: tf.Tensor) -> dict[str, tf.Tensor]:
+  """Flips the whole clip with probability 1/2."""
+  flip = tf.random.stateless_uniform([], seed) < 0.5
+  return tf.cond(flip, lambda: augment.flip_left_right(clip), lambda: clip)
+
+
+def _normalize(clip: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+  """Physical units -> network space (DESIGN.md section 3); motion energy stays in pixels."""
+  out = {}
+  for name, value in clip.items():
+    if name.endswith('iframes'):
+      out[name] = normalization.normalize_iframes(value)
+    elif name.endswith('motion_vectors'):
+      out[name] = normalization.normalize_motion_vectors(value)
+    elif name.endswith('residuals'):
+      out[name] = normalization.normalize_residuals(value)
+    else:
+      out[name] = value
+  return out
+
+
+def _training_clip(features: dict[str, tf.Tensor], num_usable: tf.Tensor,
+                   data: ml_collections.ConfigDict, encoding: str, seeds: tf.Tensor,
+                   streams: frozenset[str], shifted: bool) -> dict[str, tf.Tensor]:
+  """A random window, one multi-scale crop box and one flip for all its streams, I-frame jitter.
+
+  With `shifted`, the P-streams of another window of the video ('shifted_motion_vectors',
+  'shifted_residuals') share the crop and the flip. Returns network-space tensors, crop_size square.
+  """
+  start = sampling.random_window_start(num_usable, data.num_gops, seeds[_WINDOW])
+  indices = sampling.clip_indices(features[schema.GOP_NUM_PFRAMES], start, data.num_gops,
+                                  data.p_per_gop)
+  box = augment.multi_scale_crop_box(features[schema.VIDEO_HEIGHT], features[schema.VIDEO_WIDTH],
+                                     tuple(data.crop_scales), seeds[_CROP])
+  clip = _decode(features, indices, encoding, streams, box)
+  if shifted:
+    clip.update(_shifted_streams(features, num_usable, start, data, encoding, seeds[_SHIFTED], box))
+  clip = augment.resize_clip(clip, data.crop_size)
+  if data.flip:
+    clip = _random_flip(clip, seeds[_FLIP])
+  if data.color_jitter:
+    clip['iframes'] = augment.color_jitter(clip['iframes'], seeds[_JITTER])
+  return _normalize(clip)
+
+
+def _video_fields(features: dict[str, tf.Tensor], video_index: tf.Tensor) -> dict[str, tf.Tensor]:
+  return {
+      'label': tf.cast(features[schema.VIDEO_LABEL], tf.int32),
+      'mask': tf.constant(1.0, tf.float32),
+      'video_index': tf.cast(video_index, tf.int32),
+  }
+
+
+def _shifted_streams(features, num_usable, start, data, encoding, seed,
+                     box=None) -> dict[str, tf.Tensor]:
+  """The P-streams of another window of the same video (CTP's 'shifted' class), not yet augmented."""
+  shifted_start = sampling.shifted_window_start(num_usable, data.num_gops, start, seed)
+  indices = sampling.clip_indices(features[schema.GOP_NUM_PFRAMES], shifted_start, data.num_gops,
+                                  data.p_per_gop)
+  clip = _decode(features, indices, encoding, frozenset({'motion_vectors', 'residuals'}), box)
+  return {'shifted_' + name: value for name, value in clip.items()}
+
+
+def _view2(features, num_usable, data, encoding, seed) -> dict[str, tf.Tensor]:
+  """A second, independently sampled and augmented clip of the same video (InfoNCE), normalised."""
+  clip = _training_clip(features, num_usable, data, encoding,
+                        tf.random.experimental.stateless_split(seed, _NUM_SEEDS),
+                        frozenset({'iframes', 'motion_vectors', 'residuals'}), shifted=False)
+  return {'view2/' + name: value for name, value in clip.items()}
+
+
+def _static_shapes(example: dict[str, tf.Tensor], data: ml_collections.ConfigDict,
+                   size: int) -> dict[str, tf.Tensor]:
+  """Pins the static shape of every field, so batches have fully known shapes.
+
+  `size` is the side of the main views; 'view2/' fields are always training views (crop_size).
+  """
+  def shape(name):
+    side = data.crop_size if name.startswith('view2/') else size
+    stream = name.split('/')[-1].removeprefix('shifted_')
+    num_frames = data.num_gops if stream in ('iframes', 'motion_energy') else data.num_gops * data.p_per_gop
+    channels = {'iframes': [3], 'motion_vectors': [2], 'residuals': [3], 'motion_energy': []}
+    return [num_frames, side, side] + channels[stream] if stream in channels else []
+  return {name: tf.ensure_shape(value, shape(name)) for name, value in example.items()}
+
+
+def _train_example(serialized: tf.Tensor, position: tf.Tensor, *, data: ml_collections.ConfigDict,
+                   encoding: str, extras: frozenset[str], seed: tf.Tensor) -> dict[str, tf.Tensor]:
+  """One training example: a random clip of the record, augmented, in network space."""
+  features = schema.parse_example(serialized)
+  seeds = tf.random.experimental.stateless_split(
+      tf.random.experimental.stateless_fold_in(seed, position), _NUM_SEEDS)
+  num_usable = _check_has_pframes(features)
+  example = _training_clip(features, num_usable, data, encoding, seeds, _ALL_STREAMS,
+                           shifted='shifted' in extras)
+  if 'view2' in extras:
+    example.update(_view2(features, num_usable, data, encoding, seeds[_VIEW2]))
+  # Training has no split-wide order; a stable hash of the id still tells clips of one video apart.
+  video_index = tf.strings.to_hash_bucket_fast(features[schema.VIDEO_ID], 2**31 - 1)
+  example.update(_video_fields(features, video_index))
+  return _static_shapes(example, data, data.crop_size)
+
+
+def _eval_clips(serialized: tf.Tensor, video_index: tf.Tensor, *,
+                data: ml_collections.ConfigDict) -> tf.data.Dataset:
+  """The eval_num_clips uniformly spaced windows of one video: (features, index, clip number, start)."""
+  features = schema.parse_example(serialized)
+  starts = sampling.eval_window_starts(_check_has_pframes(features), data.num_gops,
+                                       data.eval_num_clips)
+  return tf.data.Dataset.from_tensor_slices((starts, tf.range(data.eval_num_clips))).map(
+      lambda start, clip_number: (features, video_index, clip_number, start))
+
+
+def _eval_views(features: dict[str, tf.Tensor], video_index: tf.Tensor, clip_number: tf.Tensor,
+                start: tf.Tensor, *, data: ml_collections.ConfigDict, encoding: str,
+                extras: frozenset[str], seed: tf.Tensor) -> dict[str, tf.Tensor]:
+  """The eval_num_crops views of one evaluation clip, stacked on a leading axis."""
+  indices = sampling.clip_indices(features[schema.GOP_NUM_PFRAMES], start, data.num_gops,
+                                  data.p_per_gop)
+  clip = _decode(features, indices, encoding, _ALL_STREAMS)
+  # Extras at evaluation are random but fixed per (video, clip): pretext metrics are reproducible.
+  seeds = tf.random.experimental.stateless_split(
+      tf.random.experimental.stateless_fold_in(
+          tf.random.experimental.stateless_fold_in(seed, video_index), clip_number), _NUM_SEEDS)
+  num_usable = tf.size(sampling.usable_gops(features[schema.GOP_NUM_PFRAMES]))
+  if 'shifted' in extras:
+    clip.update(_shifted_streams(features, num_usable, start, data, encoding, seeds[_SHIFTED]))
+  boxes = augment.eval_crop_boxes(features[schema.VIDEO_HEIGHT], features[schema.VIDEO_WIDTH],
+                                  data.eval_num_crops)
+  views = [_normalize(augment.crop_and_resize_clip(clip, boxes[i], data.eval_crop_size))
+           for i in range(data.eval_num_crops)]
+  if 'view2' in extras:
+    view2 = _view2(features, num_usable, data, encoding, seeds[_VIEW2])
+    for view in views:
+      view.update(view2)
+  for view in views:
+    view.update(_video_fields(features, video_index))
+  views = [_static_shapes(view, data, data.eval_crop_size) for view in views]
+  return {name: tf.stack([view[name] for view in views]) for name in views[0]}
+
+
+# --------------------------------------------------------------------------------------------------
+# Datasets and iterators.
+
+
+def _check_config(data: ml_collections.ConfigDict, extras: frozenset[str]) -> None:
+  unknown = set(extras) - EXTRAS
+  if unknown:
+    raise ValueError(f'Unknown batch extras {sorted(unknown)}; the pipeline offers {sorted(EXTRAS)}.')
+  for key in ('num_gops', 'p_per_gop', 'crop_size', 'eval_num_clips', 'eval_num_crops',
+              'eval_crop_size'):
+    if data[key] < 1:
+      raise ValueError(f'config.data.{key}={data[key]} must be a positive integer.')
+
+
+def _options(num_threads: int | None) -> tf.data.Options:
+  options = tf.data.Options()
+  options.deterministic = True
+  if num_threads is not None:
+    options.threading.private_threadpool_size = num_threads
+    options.threading.max_intra_op_parallelism = 1
+  return options
+
+
+def _host(process_index: int | None, process_count: int | None) -> tuple[int, int]:
+  if process_index is None or process_count is None:
+    return jax.process_index(), jax.process_count()
+  return process_index, process_count
+
+
+def train_dataset(config: ml_collections.ConfigDict, *, host_batch_size: int, seed: int,
+                  extras: frozenset[str] = frozenset(), process_index: int | None = None,
+                  process_count: int | None = None, num_threads: int | None = None) -> tf.data.Dataset:
+  """The infinite, shuffled, augmented training batches of this host, as a tf.data.Dataset.
+
+  Args:
+    config: the experiment config; reads config.dataset.{data_dir, train_split} and config.data.*.
+    host_batch_size: examples per batch on this host.
+    seed: the data seed; equal seeds give equal batches.
+    extras: subset of {'shifted', 'view2'}: optional batch keys (DESIGN.md section 3).
+    process_index, process_count: this host and the number of hosts (default: jax's).
+    num_threads: size of tf.data's private thread pool (None: TensorFlow's default); benchmarks use 1.
+
+  Returns:
+    A dataset of batch dicts (DESIGN.md section 3) with a leading axis of host_batch_size.
+  """
+  data = config.data
+  extras = frozenset(extras)
+  _check_config(data, extras)
+  if host_batch_size < 1:
+    raise ValueError(f'host_batch_size={host_batch_size} must be >= 1.')
+  process_index, process_count = _host(process_index, process_count)
+  encoding = dataset_info(config.dataset.data_dir)['encoding']
+  files, _ = split_files(config.dataset.data_dir, config.dataset.train_split)
+  if len(files) < process_count:
+    raise ValueError(
+        f'Split {config.dataset.train_split!r} of {config.dataset.data_dir!r} has {len(files)} shard files, '
+        f'fewer than the {process_count} hosts; re-run data_prep.convert with at least that many shards.')
+  host_files = files[process_index::process_count]
+  example_seed = tf.constant([seed, process_index], tf.int64)
+
+  # Shard-level shuffle (cheap, whole files), then a modest shuffle of still-encoded records.
+  dataset = tf.data.Dataset.from_tensor_slices(host_files)
+  dataset = dataset.shuffle(len(host_files), seed=seed, reshuffle_each_iteration=True).repeat()
+  dataset = dataset.interleave(
+      tf.data.TFRecordDataset, cycle_length=min(len(host_files), MAX_INTERLEAVED_FILES),
+      block_length=1, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  dataset = dataset.shuffle(data.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+  dataset = dataset.enumerate().map(
+      lambda position, serialized: _train_example(
+          serialized, position, data=data, encoding=encoding, extras=extras, seed=example_seed),
+      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  dataset = dataset.batch(host_batch_size, drop_remainder=True)
+  return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options(num_threads))
+
+
+def num_eval_batches(shard_lengths: Sequence[int], views_per_video: int, host_batch_size: int,
+                     process_count: int) -> int:
+  """Batches every host yields in one evaluation pass: enough for the host with the most videos."""
+  most_videos = max(sum(shard_lengths[host::process_count]) for host in range(process_count))
+  return math.ceil(most_videos * views_per_video / host_batch_size)
+
+
+def eval_dataset(config: ml_collections.ConfigDict, *, host_batch_size: int, split: str | None = None,
+                 extras: frozenset[str] = frozenset(), seed: int = 0, process_index: int | None = None,
+                 process_count: int | None = None,
+                 num_threads: int | None = None) -> tf.data.Dataset:
+  """One evaluation pass over this host's videos, as a tf.data.Dataset of batch dicts.
+
+  Host h reads shard files h, h + process_count, ...; video_index is the video's position in the
+  split (shard order). Each video becomes eval_num_clips x eval_num_crops consecutive views
+  (clip-major): squares of the frame's short side placed along its long side (`augment.eval_crop_boxes`),
+  resized to eval_crop_size. The last batches are padded with mask 0, label -1, video_index -1 so that
+  every host yields exactly `num_eval_batches(...)` full batches.
+
+  Args:
+    config: the experiment config; reads config.dataset.{data_dir, eval_split} and config.data.*.
+    host_batch_size: views per batch on this host.
+    split: the split to read (default config.dataset.eval_split).
+    extras: subset of {'shifted', 'view2'}, drawn at random but fixed per video and clip.
+    seed: seeds the extras' random choices.
+    process_index, process_count: this host and the number of hosts (default: jax's).
+    num_threads: size of tf.data's private thread pool (None: TensorFlow's default).
+  """
+  data = config.data
+  extras = frozenset(extras)
+  _check_config(data, extras)
+  if host_batch_size < 1:
+    raise ValueError(f'host_batch_size={host_batch_size} must be >= 1.')
+  process_index, process_count = _host(process_index, process_count)
+  split = split or config.dataset.eval_split
+  encoding = dataset_info(config.dataset.data_dir)['encoding']
+  files, shard_lengths = split_files(config.dataset.data_dir, split)
+  views_per_video = data.eval_num_clips * data.eval_num_crops
+  host_videos = sum(shard_lengths[process_index::process_count])
+  num_batches = num_eval_batches(shard_lengths, views_per_video, host_batch_size, process_count)
+  extras_seed = tf.constant([seed, 1], tf.int64)
+
+  # Sequential reading of this host's files; the index of a video is its position in the split.
+  first_index = np.cumsum([0] + shard_lengths[:-1]).tolist()
+  dataset = tf.data.Dataset.from_tensor_slices(
+      (tf.constant(files[process_index::process_count], tf.string),
+       tf.constant(first_index[process_index::process_count], tf.int64)))
+  dataset = dataset.flat_map(lambda path, first: tf.data.TFRecordDataset(path).enumerate().map(
+      lambda position, serialized: (first + position, serialized)))
+  dataset = dataset.flat_map(
+      lambda index, serialized: _eval_clips(serialized, index, data=data))
+  dataset = dataset.map(
+      lambda features, index, clip_number, start: _eval_views(
+          features, index, clip_number, start, data=data, encoding=encoding, extras=extras,
+          seed=extras_seed),
+      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  dataset = dataset.unbatch()
+
+  def padding_view(spec):
+    return tf.zeros(spec.shape, spec.dtype)
+  padding = tf.nest.map_structure(padding_view, dataset.element_spec)
+  padding.update(label=tf.constant(-1, tf.int32), video_index=tf.constant(-1, tf.int32))
+  num_padding = num_batches * host_batch_size - host_videos * views_per_video
+  dataset = dataset.concatenate(tf.data.Dataset.from_tensors(padding).repeat(num_padding))
+  dataset = dataset.batch(host_batch_size, drop_remainder=True)
+  return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options(num_threads))
+
+
+def train_iterator(config: ml_collections.ConfigDict, *, host_batch_size: int, seed: int,
+                   extras: frozenset[str] = frozenset()) -> Iterator[Batch]:
+  """Infinite numpy training batches of this host (see `train_dataset`)."""
+  return iter(tfds.as_numpy(train_dataset(config, host_batch_size=host_batch_size, seed=seed,
+                                          extras=extras)))
+
+
+def eval_iterator(config: ml_collections.ConfigDict, *, host_batch_size: int, split: str | None = None,
+                  extras: frozenset[str] = frozenset()) -> Iterator[Batch]:
+  """One pass of numpy evaluation batches of this host (see `eval_dataset`)."""
+  return iter(tfds.as_numpy(eval_dataset(config, host_batch_size=host_batch_size, split=split,
+                                         extras=extras, seed=config.seed)))
