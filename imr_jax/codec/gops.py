@@ -1,0 +1,237 @@
+"""One decode pass over a re-encoded video, yielding its GOPs as I-frame, MVs and residuals.
+
+Per GOP (METHOD.md section 2): the I-frame, and for every P-frame t its MV map mv_t, the
+accumulated source map A_t (A_0 = identity; A_t(p) = A_{t-1}(p - mv_t(p))), the accumulated MV
+p - A_t(p), and the residual F_t(p) - F_I(A_t(p)) (accumulated) or F_t(p) - F_{t-1}(p - mv_t(p))
+(per frame), on decoded RGB. A P-frame without motion side data (all intra) has all-zero outputs and
+leaves A unchanged.
+
+Work per P-frame is a handful of flat gathers over H * W int32 indices: A_t from A_{t-1}, the
+accumulated MV from a table of pixel coordinates (one (x, y) int16 pair viewed as one int32), and
+the reference frame's RGB viewed as 3-byte items, so that a residual is one gather and one
+subtraction. The per-frame MV map is not needed for this, so with accumulate=True it is only
+computed if asked for (`Gop.frame_motion_vectors`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from typing import Any
+
+import av
+import numpy as np
+
+from imr_jax.codec import motion
+from imr_jax.codec import stream as stream_lib
+from imr_jax.codec.errors import CodecError
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Gop:
+  """One group of pictures: an I-frame and the P-frames that follow it.
+
+  Attributes:
+    index: 0-based GOP number in the file.
+    start_frame: frame number of the I-frame (index * gop_size).
+    iframe: uint8 (H, W, 3) RGB.
+    motion_vectors: int16 (P, H, W, 2), x then y, pixels, dst - src; accumulated since the I-frame
+      (p - A_t(p)) or per frame, as `iter_gops(accumulate=...)` asked.
+    residuals: int16 (P, H, W, 3) RGB in [-255, 255]; accumulated (F_t(p) - F_I(A_t(p))) or per
+      frame (F_t(p) - F_{t-1}(p - mv_t(p))).
+    frame_motion_vectors: int16 (P, H, W, 2), always the per-frame MV map. With accumulate=True
+      it is computed from `block_motion_vectors` on first access (accumulating does not need it),
+      then kept.
+    block_motion_vectors: P int32 arrays (N_k, 7), the decoder's vectors of each P-frame, columns
+      `motion.BLOCK_FIELDS` (source, w, h, src_x, src_y, dst_x, dst_y); (0, 7) without side data.
+  """
+  index: int
+  start_frame: int
+  iframe: np.ndarray
+  motion_vectors: np.ndarray
+  residuals: np.ndarray
+  block_motion_vectors: tuple[np.ndarray, ...]
+  _frame_motion_vectors: np.ndarray | None = dataclasses.field(default=None, repr=False)
+
+  @property
+  def num_pframes(self) -> int:
+    return len(self.residuals)
+
+  @property
+  def frame_motion_vectors(self) -> np.ndarray:
+    if self._frame_motion_vectors is None:
+      height, width = self.iframe.shape[:2]
+      maps = motion.motion_maps(self.block_motion_vectors, height, width)
+      object.__setattr__(self, '_frame_motion_vectors', maps)  # a cache, not a change of value
+    return self._frame_motion_vectors
+
+
+def _pixels_as_items(rgb: np.ndarray) -> np.ndarray:
+  """uint8 (H, W, 3) as a flat (H * W,) array of 3-byte items, so one gather moves whole pixels."""
+  return np.ascontiguousarray(rgb).reshape(-1, 3).view('V3')[:, 0]
+
+
+class GopBuilder:
+  """Builds Gops from decoded frames and their block vectors, one GOP at a time (no decoder).
+
+  `start(index, start_frame, iframe)`, then `add(rgb, blocks)` per P-frame, then `finish()`.
+  Work buffers are reused across GOPs; the arrays of a finished Gop are its own.
+  """
+
+  def __init__(self, height: int, width: int, *, accumulate: bool = True, capacity: int = 11):
+    self.height, self.width, self.accumulate = height, width, accumulate
+    self.capacity = capacity
+    num_pixels = height * width
+    self.mapper = motion.MotionMapper(height, width)
+    self._source = np.empty(num_pixels, np.int32)       # A_t, flat
+    self._next_source = np.empty(num_pixels, np.int32)
+    # (x, y) int16 of every pixel, also viewed as one int32 per pixel for gathers.
+    y, x = np.divmod(np.arange(num_pixels), width)
+    self._coordinates = np.stack([x, y], -1).astype(np.int16).reshape(height, width, 2)
+    self._packed_coordinates = self._coordinates.view(np.int32).reshape(-1)
+    self._gathered = np.empty((height, width, 3), np.uint8)
+    self._gathered_items = _pixels_as_items(self._gathered)
+
+  def start(self, index: int, start_frame: int, iframe: np.ndarray) -> None:
+    """Begins a GOP at I-frame `iframe`, uint8 (H, W, 3) RGB."""
+    self.index, self.start_frame, self.iframe = index, start_frame, iframe
+    self.count = 0
+    self.blocks = []
+    self._allocate(self.capacity)
+    self._source[:] = self.mapper.pixels
+    # The frame residuals are taken against: F_I (accumulated) or F_{t-1} (per frame).
+    self._reference = _pixels_as_items(iframe)
+
+  def _allocate(self, capacity: int) -> None:
+    # `motion` holds the accumulated or the per-frame MVs, whichever was asked for.
+    self.motion = np.empty((capacity, self.height, self.width, 2), np.int16)
+    self.residuals = np.empty((capacity, self.height, self.width, 3), np.int16)
+
+  def _grow(self) -> None:
+    old = (self.motion, self.residuals)
+    self.capacity *= 2
+    self._allocate(self.capacity)
+    for new, kept in zip((self.motion, self.residuals), old):
+      new[:self.count] = kept[:self.count]
+
+  def add(self, rgb: np.ndarray, blocks: np.ndarray | None) -> None:
+    """Adds a P-frame.
+
+    Args:
+      rgb: uint8 (H, W, 3) decoded RGB of the P-frame.
+      blocks: int32 (N, 7) block vectors (`motion.block_vectors`), or None when the frame has no
+        motion side data (an all-intra P-frame: all-zero outputs, A unchanged).
+    """
+    if self.count == self.capacity:
+      self._grow()
+    t = self.count
+    self.count += 1
+    self.blocks.append(motion.block_vectors(None) if blocks is None else blocks)
+    motion_vectors, residual = self.motion[t], self.residuals[t]
+    if blocks is None:
+      # All-intra P-frame: nothing points anywhere; A carries over unchanged.
+      motion_vectors[...] = 0
+      residual[...] = 0
+      if not self.accumulate:
+        self._reference = _pixels_as_items(rgb)
+      return
+    if self.accumulate:
+      source = self.mapper.map(blocks)
+      np.take(self._source, source, out=self._next_source, mode='clip')
+      self._source, self._next_source = self._next_source, self._source
+      # Accumulated MV p - A_t(p), from the coordinates of A_t(p).
+      np.take(self._packed_coordinates, self._source,
+              out=motion_vectors.view(np.int32).reshape(-1), mode='clip')
+      np.subtract(self._coordinates, motion_vectors, out=motion_vectors)
+      np.take(self._reference, self._source, out=self._gathered_items, mode='clip')
+    else:
+      source = self.mapper.map(blocks, motion_vectors)
+      np.take(self._reference, source, out=self._gathered_items, mode='clip')
+      self._reference = _pixels_as_items(rgb)
+    np.subtract(rgb, self._gathered, out=residual, dtype=np.int16)
+
+  def finish(self) -> Gop:
+    """The Gop of the frames added since `start`."""
+    count = self.count
+    # The last GOP is usually shorter: copy rather than pin the full-capacity buffers.
+    trim = (lambda a: a[:count]) if count == self.capacity else (lambda a: a[:count].copy())
+    motion_vectors = trim(self.motion)
+    return Gop(index=self.index, start_frame=self.start_frame, iframe=self.iframe,
+               motion_vectors=motion_vectors, residuals=trim(self.residuals),
+               block_motion_vectors=tuple(self.blocks),
+               _frame_motion_vectors=None if self.accumulate else motion_vectors)
+
+
+def _not_coviar(path: Any, what: str) -> CodecError:
+  return CodecError(f'{path}: {what}, but iter_gops needs an MPEG-4 Part 2 stream with I-frames '
+                    f'exactly every gop_size frames and no B-frames; {stream_lib.REENCODE_HINT}')
+
+
+def iter_gops(path: Any, *, accumulate: bool = True) -> Iterator[Gop]:
+  """Decodes a re-encoded video once, yielding its GOPs in order (every frame, the last included).
+
+  Args:
+    path: a stream written by `reencode` (MPEG-4 Part 2, regular GOPs, no B-frames).
+    accumulate: CoViAR's accumulated MVs and residuals (True, its default) or per-frame ones.
+
+  Yields:
+    Gop objects; all of size gop_size - 1 P-frames except possibly the last. The gop_size is
+    the distance between the first two I-frames.
+
+  Raises:
+    CodecError: missing file, not a video, no video stream, not MPEG-4 Part 2, B-frames,
+      irregular GOPs, zero frames, a truncated or corrupt stream, or an absurd frame size.
+  """
+  container, video = stream_lib.open_video(path)
+  with container:
+    context = video.codec_context
+    if context.name != 'mpeg4':
+      raise _not_coviar(path, f'its video codec is {context.name}')
+    height, width = context.height, context.width
+    stream_lib.check_size(path, width, height)
+    # `explode` turns the decoder's silent error concealment into an exception.
+    context.options = {'flags2': '+export_mvs', 'err_detect': 'explode'}
+    context.thread_count = 1
+    builder = None
+    gop_size = None
+    index = -1
+    frame_number = -1
+    try:
+      for frame in container.decode(video):
+        frame_number += 1
+        kind = av.video.frame.PictureType(frame.pict_type).name
+        if frame.width != width or frame.height != height:
+          raise _not_coviar(path, f'frame {frame_number} is {frame.width}x{frame.height}, not '
+                            f'{width}x{height}')
+        if kind == 'I':
+          if frame_number == 0:
+            pass
+          elif gop_size is None:
+            gop_size = frame_number
+            builder.capacity = gop_size - 1  # later GOPs fill their buffers exactly
+          elif frame_number % gop_size:
+            raise _not_coviar(path, f'frame {frame_number} is an I-frame off the {gop_size}-frame '
+                              'GOP grid')
+          if builder is not None:
+            yield builder.finish()
+          else:
+            builder = GopBuilder(height, width, accumulate=accumulate)
+          index += 1
+          builder.start(index, frame_number, stream_lib.frame_to_rgb(frame))
+        elif kind == 'P':
+          if frame_number == 0:
+            raise _not_coviar(path, 'its first frame is a P-frame')
+          if gop_size is not None and frame_number % gop_size == 0:
+            raise _not_coviar(path, f'frame {frame_number} is a P-frame where the {gop_size}-frame '
+                              'GOP grid needs an I-frame')
+          side_data = frame.side_data.get('MOTION_VECTORS')
+          builder.add(stream_lib.frame_to_rgb(frame),
+                      None if side_data is None else motion.block_vectors(side_data.to_ndarray()))
+        else:
+          raise _not_coviar(path, f'frame {frame_number} is a {kind}-frame')
+    except av.error.FFmpegError as error:
+      raise CodecError(f'{path}: the stream is truncated or corrupt at frame {frame_number + 1} '
+                       f'({error}); re-encode it from its source') from None
+    if builder is None:
+      raise CodecError(f'{path}: the video stream has zero frames; give a video with frames')
+    yield builder.finish()
