@@ -6,22 +6,24 @@ p - A_t(p), and the residual F_t(p) - F_I(A_t(p)) (accumulated) or F_t(p) - F_{t
 (per frame), on decoded RGB. A P-frame without motion side data (all intra) has all-zero outputs and
 leaves A unchanged.
 
-Work per P-frame is a handful of flat gathers over H * W int32 indices: A_t from A_{t-1}, the
-accumulated MV from a table of pixel coordinates (one (x, y) int16 pair viewed as one int32), and
-the reference frame's RGB viewed as 3-byte items, so that a residual is one gather and one
-subtraction. The per-frame MV map is not needed for this, so with accumulate=True it is only
-computed if asked for (`Gop.frame_motion_vectors`).
+Three implementations of the per-frame work, equal to the last bit (tests/test_codec.py):
+- 'numba' (default): `kernels`, one painting pass for the MV map and one fused pass over the
+  pixels for the accumulated MV and the residual, written straight into the GOP's arrays.
+- 'numpy': `motion.MotionMapper` and a handful of flat numpy gathers (no compiler needed).
+- 'reference': `motion.reference_motion_map` and plain indexing; slow, obviously right.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 import av
 import numpy as np
 
+from imr_jax.codec import kernels
 from imr_jax.codec import motion
 from imr_jax.codec import stream as stream_lib
 from imr_jax.codec.errors import CodecError
@@ -40,8 +42,8 @@ class Gop:
     residuals: int16 (P, H, W, 3) RGB in [-255, 255]; accumulated (F_t(p) - F_I(A_t(p))) or per
       frame (F_t(p) - F_{t-1}(p - mv_t(p))).
     frame_motion_vectors: int16 (P, H, W, 2), always the per-frame MV map. With accumulate=True
-      it is computed from `block_motion_vectors` on first access (accumulating does not need it),
-      then kept.
+      it is filled during decoding when `iter_gops(frame_motion=True)` asked for it, else
+      computed from `block_motion_vectors` on first access, then kept.
     block_motion_vectors: P int32 arrays (N_k, 7), the decoder's vectors of each P-frame, columns
       `motion.BLOCK_FIELDS` (source, w, h, src_x, src_y, dst_x, dst_y); (0, 7) without side data.
   """
@@ -71,19 +73,46 @@ def _pixels_as_items(rgb: np.ndarray) -> np.ndarray:
   return np.ascontiguousarray(rgb).reshape(-1, 3).view('V3')[:, 0]
 
 
+BACKENDS = ('numba', 'numpy', 'reference')
+# sys.getrefcount of a pooled array that nothing else refers to: the pool's list, the
+# generator's loop variable and getrefcount's own argument. A Gop's arrays are views that
+# hold a reference to their buffer, as do views of those views.
+_POOLED_REFCOUNT = 3
+
+
+def _unreferenced(buffers: list[np.ndarray]) -> bool:
+  return all(sys.getrefcount(array) <= _POOLED_REFCOUNT for array in buffers)
+
+
 class GopBuilder:
   """Builds Gops from decoded frames and their block vectors, one GOP at a time (no decoder).
 
   `start(index, start_frame, iframe)`, then `add(rgb, blocks)` per P-frame, then `finish()`.
-  Work buffers are reused across GOPs; the arrays of a finished Gop are its own.
+  The outputs of a GOP are written in place into arrays allocated once per GOP (`capacity`
+  P-frames, doubled when exceeded); the arrays of a finished Gop are its own.
+
+  Args:
+    height: frame height H.
+    width: frame width W.
+    accumulate: accumulated (CoViAR's default) or per-frame MVs and residuals.
+    capacity: P-frames to allocate for per GOP (gop_size - 1 avoids any regrowth or trim).
+    backend: 'numba' (default, fastest), 'numpy' or 'reference'; all give identical outputs.
+    frame_motion: with accumulate=True, also fill `Gop.frame_motion_vectors` in the same pass
+      (the numba backend paints that map anyway: the cost is the memory). Otherwise the
+      per-frame map is computed on first access.
   """
 
-  def __init__(self, height: int, width: int, *, accumulate: bool = True, capacity: int = 11):
+  def __init__(self, height: int, width: int, *, accumulate: bool = True, capacity: int = 11,
+               backend: str = 'numba', frame_motion: bool = False):
+    if backend not in BACKENDS:
+      raise ValueError(f'backend={backend!r} must be one of {BACKENDS}')
     self.height, self.width, self.accumulate = height, width, accumulate
-    self.capacity = capacity
+    self.capacity, self.backend = capacity, backend
+    # The per-frame map is the `motion` output itself when not accumulating.
+    self.frame_motion = frame_motion and accumulate
     num_pixels = height * width
     self.mapper = motion.MotionMapper(height, width)
-    self._source = np.empty(num_pixels, np.int32)       # A_t, flat
+    self._source = np.empty(num_pixels, np.int32)       # A_t, flat (numpy and reference paths)
     self._next_source = np.empty(num_pixels, np.int32)
     # (x, y) int16 of every pixel, also viewed as one int32 per pixel for gathers.
     y, x = np.divmod(np.arange(num_pixels), width)
@@ -91,28 +120,54 @@ class GopBuilder:
     self._packed_coordinates = self._coordinates.view(np.int32).reshape(-1)
     self._gathered = np.empty((height, width, 3), np.uint8)
     self._gathered_items = _pixels_as_items(self._gathered)
+    # Numba path: the packed MV map of the current frame, and acc_0 = 0.
+    self._packed_motion = np.empty(num_pixels, np.int32)
+    self._no_motion = np.zeros(num_pixels, np.int32)
+    self._pool = []  # output buffers of earlier GOPs, reused once no Gop refers to them
+    self.motion = self.residuals = self.frame_motion_vectors = None
 
   def start(self, index: int, start_frame: int, iframe: np.ndarray) -> None:
     """Begins a GOP at I-frame `iframe`, uint8 (H, W, 3) RGB."""
     self.index, self.start_frame, self.iframe = index, start_frame, iframe
     self.count = 0
     self.blocks = []
+    self._previous = None  # a view of the last GOP's buffers, which may now be recycled
     self._allocate(self.capacity)
-    self._source[:] = self.mapper.pixels
     # The frame residuals are taken against: F_I (accumulated) or F_{t-1} (per frame).
-    self._reference = _pixels_as_items(iframe)
+    self._reference_rgb = iframe
+    if self.backend == 'numba':
+      self._reference_rows = kernels.flat_rows(iframe)
+      self._previous = self._no_motion  # packed acc_{t-1}
+    else:
+      self._source[:] = self.mapper.pixels
+      self._reference = _pixels_as_items(iframe)
 
   def _allocate(self, capacity: int) -> None:
     # `motion` holds the accumulated or the per-frame MVs, whichever was asked for.
-    self.motion = np.empty((capacity, self.height, self.width, 2), np.int16)
-    self.residuals = np.empty((capacity, self.height, self.width, 3), np.int16)
+    self.motion = self.residuals = self.frame_motion_vectors = None  # drop our own references
+    shapes = [((capacity, self.height, self.width, 2), np.int16),
+              ((capacity, self.height, self.width, 3), np.int16)]
+    if self.frame_motion:
+      shapes.append(((capacity, self.height, self.width, 2), np.int16))
+    buffers = next((b for b in self._pool if _unreferenced(b) and b[0].shape[0] == capacity), None)
+    if buffers is None:
+      # Fresh memory costs a page fault per 4 kB on first write (about 40 us per 340x256
+      # P-frame), so buffers that no Gop uses any more are recycled instead.
+      buffers = [np.empty(shape, dtype) for shape, dtype in shapes]
+      self._pool = [b for b in self._pool if b[0].shape[0] == capacity][-1:] + [buffers]
+    self.motion, self.residuals = buffers[:2]
+    if self.frame_motion:
+      self.frame_motion_vectors = buffers[2]
 
   def _grow(self) -> None:
-    old = (self.motion, self.residuals)
+    old = (self.motion, self.residuals, self.frame_motion_vectors)
     self.capacity *= 2
     self._allocate(self.capacity)
-    for new, kept in zip((self.motion, self.residuals), old):
-      new[:self.count] = kept[:self.count]
+    for new, kept in zip((self.motion, self.residuals, self.frame_motion_vectors), old):
+      if new is not None:
+        new[:self.count] = kept[:self.count]
+    if self.backend == 'numba' and self._previous is not self._no_motion:
+      self._previous = self.motion[self._previous_index].view(np.int32).reshape(-1)
 
   def add(self, rgb: np.ndarray, blocks: np.ndarray | None) -> None:
     """Adds a P-frame.
@@ -127,16 +182,53 @@ class GopBuilder:
     t = self.count
     self.count += 1
     self.blocks.append(motion.block_vectors(None) if blocks is None else blocks)
-    motion_vectors, residual = self.motion[t], self.residuals[t]
     if blocks is None:
       # All-intra P-frame: nothing points anywhere; A carries over unchanged.
-      motion_vectors[...] = 0
-      residual[...] = 0
+      self.motion[t] = 0
+      self.residuals[t] = 0
+      if self.frame_motion:
+        self.frame_motion_vectors[t] = 0
       if not self.accumulate:
-        self._reference = _pixels_as_items(rgb)
+        self._set_previous_frame(rgb)
       return
+    if self.backend == 'numba':
+      self._add_numba(t, rgb, np.ascontiguousarray(blocks, np.int32))
+    elif self.backend == 'numpy':
+      self._add_numpy(t, rgb, blocks)
+    else:
+      self._add_reference(t, rgb, blocks)
+
+  def _set_previous_frame(self, rgb: np.ndarray) -> None:
+    self._reference_rgb = rgb
+    if self.backend == 'numba':
+      self._reference_rows = kernels.flat_rows(rgb)
+    else:
+      self._reference = _pixels_as_items(rgb)
+
+  def _add_numba(self, t: int, rgb: np.ndarray, blocks: np.ndarray) -> None:
+    height, width = self.height, self.width
+    rows, stride = kernels.flat_rows(rgb)
+    reference, reference_stride = self._reference_rows
+    residual = self.residuals[t].reshape(-1)
+    if not self.accumulate:
+      packed_motion = self.motion[t].view(np.int32).reshape(-1)
+      kernels.paint_motion(blocks, packed_motion, height, width)
+      kernels.frame_residual(packed_motion, rows, stride, reference, reference_stride, residual,
+                             height, width)
+      self._reference_rows = rows, stride
+      return
+    packed_motion = (self.frame_motion_vectors[t].view(np.int32).reshape(-1)
+                     if self.frame_motion else self._packed_motion)
+    kernels.paint_motion(blocks, packed_motion, height, width)
+    accumulated = self.motion[t].view(np.int32).reshape(-1)
+    kernels.accumulate_frame(packed_motion, self._previous, rows, stride, reference,
+                             reference_stride, accumulated, residual, height, width)
+    self._previous, self._previous_index = accumulated, t
+
+  def _add_numpy(self, t: int, rgb: np.ndarray, blocks: np.ndarray) -> None:
+    motion_vectors, residual = self.motion[t], self.residuals[t]
     if self.accumulate:
-      source = self.mapper.map(blocks)
+      source = self.mapper.map(blocks, self.frame_motion_vectors[t] if self.frame_motion else None)
       np.take(self._source, source, out=self._next_source, mode='clip')
       self._source, self._next_source = self._next_source, self._source
       # Accumulated MV p - A_t(p), from the coordinates of A_t(p).
@@ -150,16 +242,40 @@ class GopBuilder:
       self._reference = _pixels_as_items(rgb)
     np.subtract(rgb, self._gathered, out=residual, dtype=np.int16)
 
+  def _add_reference(self, t: int, rgb: np.ndarray, blocks: np.ndarray) -> None:
+    frame_motion, source = motion.reference_motion_map(blocks, self.height, self.width)
+    if self.accumulate:
+      self._source = self._source[source]  # A_t(p) = A_{t-1}(p - mv_t(p))
+      source_y, source_x = np.divmod(self._source, self.width)
+      self.motion[t] = (self._coordinates.reshape(-1, 2)
+                        - np.stack([source_x, source_y], -1)).reshape(self.motion[t].shape)
+      if self.frame_motion:
+        self.frame_motion_vectors[t] = frame_motion
+      taken = self._source
+    else:
+      self.motion[t] = frame_motion
+      taken = source
+    reference = self._reference_rgb.reshape(-1, 3)[taken].reshape(rgb.shape)
+    self.residuals[t] = rgb.astype(np.int16) - reference
+    if not self.accumulate:
+      self._set_previous_frame(rgb)
+
   def finish(self) -> Gop:
     """The Gop of the frames added since `start`."""
     count = self.count
     # The last GOP is usually shorter: copy rather than pin the full-capacity buffers.
     trim = (lambda a: a[:count]) if count == self.capacity else (lambda a: a[:count].copy())
     motion_vectors = trim(self.motion)
+    if not self.accumulate:
+      frame_motion_vectors = motion_vectors
+    elif self.frame_motion:
+      frame_motion_vectors = trim(self.frame_motion_vectors)
+    else:
+      frame_motion_vectors = None
     return Gop(index=self.index, start_frame=self.start_frame, iframe=self.iframe,
                motion_vectors=motion_vectors, residuals=trim(self.residuals),
                block_motion_vectors=tuple(self.blocks),
-               _frame_motion_vectors=None if self.accumulate else motion_vectors)
+               _frame_motion_vectors=frame_motion_vectors)
 
 
 def _not_coviar(path: Any, what: str) -> CodecError:
@@ -167,12 +283,27 @@ def _not_coviar(path: Any, what: str) -> CodecError:
                     f'exactly every gop_size frames and no B-frames; {stream_lib.REENCODE_HINT}')
 
 
-def iter_gops(path: Any, *, accumulate: bool = True) -> Iterator[Gop]:
+def _block_vectors(side_data) -> np.ndarray | None:
+  """The (N, 7) int32 block vectors of a frame's MOTION_VECTORS side data (None: no side data)."""
+  if side_data is None:
+    return None
+  records = np.frombuffer(side_data, kernels.SIDE_DATA_DTYPE)  # no copy
+  blocks = np.empty((len(records), len(motion.BLOCK_FIELDS)), np.int32)
+  kernels.side_data_blocks(records, blocks)
+  return blocks
+
+
+def iter_gops(path: Any, *, accumulate: bool = True, frame_motion: bool = False,
+              backend: str = 'numba') -> Iterator[Gop]:
   """Decodes a re-encoded video once, yielding its GOPs in order (every frame, the last included).
 
   Args:
     path: a stream written by `reencode` (MPEG-4 Part 2, regular GOPs, no B-frames).
     accumulate: CoViAR's accumulated MVs and residuals (True, its default) or per-frame ones.
+    frame_motion: with accumulate=True, fill `Gop.frame_motion_vectors` in the same pass
+      (nearly free with the numba backend) instead of on first access. Pass it when every
+      GOP's per-frame map will be read (e.g. for the PMSP motion energy).
+    backend: 'numba' (default), 'numpy' or 'reference' (`GopBuilder`); identical outputs.
 
   Yields:
     Gop objects; all of size gop_size - 1 P-frames except possibly the last. The gop_size is
@@ -182,6 +313,8 @@ def iter_gops(path: Any, *, accumulate: bool = True) -> Iterator[Gop]:
     CodecError: missing file, not a video, no video stream, not MPEG-4 Part 2, B-frames,
       irregular GOPs, zero frames, a truncated or corrupt stream, or an absurd frame size.
   """
+  if backend not in BACKENDS:
+    raise ValueError(f'backend={backend!r} must be one of {BACKENDS}')
   container, video = stream_lib.open_video(path)
   with container:
     context = video.codec_context
@@ -215,7 +348,8 @@ def iter_gops(path: Any, *, accumulate: bool = True) -> Iterator[Gop]:
           if builder is not None:
             yield builder.finish()
           else:
-            builder = GopBuilder(height, width, accumulate=accumulate)
+            builder = GopBuilder(height, width, accumulate=accumulate, backend=backend,
+                                 frame_motion=frame_motion)
           index += 1
           builder.start(index, frame_number, stream_lib.frame_to_rgb(frame))
         elif kind == 'P':
@@ -224,9 +358,8 @@ def iter_gops(path: Any, *, accumulate: bool = True) -> Iterator[Gop]:
           if gop_size is not None and frame_number % gop_size == 0:
             raise _not_coviar(path, f'frame {frame_number} is a P-frame where the {gop_size}-frame '
                               'GOP grid needs an I-frame')
-          side_data = frame.side_data.get('MOTION_VECTORS')
           builder.add(stream_lib.frame_to_rgb(frame),
-                      None if side_data is None else motion.block_vectors(side_data.to_ndarray()))
+                      _block_vectors(frame.side_data.get('MOTION_VECTORS')))
         else:
           raise _not_coviar(path, f'frame {frame_number} is a {kind}-frame')
     except av.error.FFmpegError as error:

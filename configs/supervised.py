@@ -1,0 +1,65 @@
+"""Action classification trained from scratch (the "scratch" rows and the connection ablations).
+
+  python main.py --config=configs/supervised.py:ucf101:1 --workdir=runs/scratch_ucf101_1
+  python main.py --config=configs/supervised.py:hmdb51:1:no_attention --workdir=runs/noatt_hmdb51_1
+Variants: a data set (ucf101 | hmdb51 | synthetic; default ucf101), an official split (1 | 2 | 3;
+default 1), the connection ablations (no_connection, unidirectional, no_conv, no_attention), coviar
+(three separate streams, CoViAR-style), and demo, tiny, r50, bf16 (see default.py).
+"""
+
+import ml_collections
+
+from configs import default
+
+DATASETS = ('ucf101', 'hmdb51', 'synthetic')
+SPLITS = ('1', '2', '3')
+ABLATIONS = ('no_connection', 'unidirectional', 'no_conv', 'no_attention', 'coviar')
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  return classification_config(arg)
+
+
+def classification_config(arg: str | None) -> ml_collections.ConfigDict:
+  """The classification config shared by supervised.py and finetune.py."""
+  variants = default.parse_variants(
+      arg, allowed=DATASETS + SPLITS + ABLATIONS + default.COMMON_VARIANTS)
+  dataset = [v for v in variants if v in DATASETS]
+  split = [v for v in variants if v in SPLITS]
+  if len(dataset) > 1 or len(split) > 1:
+    raise ValueError(f'Config {arg!r} names more than one data set or split; name at most one of each.')
+  dataset_name = dataset[0] if dataset else 'ucf101'
+  split_number = split[0] if split else '1'
+
+  config = default.base_config()
+  config.task.name = 'classification'
+  config.dataset.name = dataset_name
+  # data_prep.convert writes each official split of UCF101/HMDB51 to its own directory.
+  config.dataset.data_dir = f'data/{dataset_name}/split{split_number}'
+  config.dataset.train_split = 'train'
+  config.dataset.eval_split = 'test'
+  config.batch_size = 64
+  config.eval_batch_size = 64
+  config.num_epochs = 100.0
+  config.optimizer.learning_rate = 0.05
+  config.optimizer.warmup_epochs = 5.0
+  config.eval_every_steps = 1000
+  config.checkpoint_every_steps = 500
+
+  if 'no_connection' in variants:
+    config.model.connections = 'none'
+  if 'unidirectional' in variants:
+    config.model.connections = 'unidirectional'
+  if 'no_conv' in variants:
+    config.model.connection_conv = False
+  if 'no_attention' in variants:
+    config.model.connection_attention = False
+  if 'coviar' in variants:
+    config.model.name = 'coviar'
+    config.model.connections = 'none'
+  default.apply_common_variants(config, variants)
+  if 'demo' in variants:
+    config.num_epochs = 30.0  # the labelled demo set is small: 48 videos, 6 steps per epoch
+  if 'synthetic' in variants and 'demo' not in variants and 'tiny' not in variants:
+    config.dataset.data_dir = default.DEMO_DATA_DIR
+  return config

@@ -1,0 +1,82 @@
+r"""Evaluates a training run's checkpoint: video-level accuracy (N clips x crops averaged per video).
+
+  python -m imr_jax.evaluate --config=configs/finetune.py:ucf101:1 --workdir=runs/pmsp_ucf101_1
+  python -m imr_jax.evaluate --config=configs/finetune.py:ucf101:1 --workdir=runs/pmsp_ucf101_1 \
+      --config.data.eval_num_clips=25 --step=12000
+
+Each video of config.dataset.eval_split is seen as config.data.eval_num_clips uniformly spaced clips x
+config.data.eval_num_crops crops; class probabilities are averaged over a video's views. Prints and
+writes WORKDIR/eval_<split>_step<step>.json: clip_accuracy (per view), video_accuracy, num_videos, loss.
+For a pretext run it reports the pretext metrics on the eval split instead.
+"""
+
+import json
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import optax
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from imr_jax import checkpoints, parallel, train
+from imr_jax.data import pipeline
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', None, 'The config the run was trained with.', lock_config=True)
+flags.DEFINE_string('workdir', None, 'The training run\'s workdir (its checkpoints are read).')
+flags.DEFINE_integer('step', None, 'Checkpoint step to evaluate; default: the latest.')
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
+                        step: int | None = None) -> dict[str, Any]:
+  """Restores `workdir`'s checkpoint (latest, or `step`) strictly and evaluates it.
+
+  Returns:
+    The metrics, with 'step' and 'split'; also written to WORKDIR/eval_<split>_step<step>.json.
+  """
+  mesh = parallel.make_mesh()
+  replicated = parallel.replicated(mesh)
+  info = pipeline.dataset_info(config.dataset.data_dir)
+  model, task = train.build_model_and_task(config, num_classes=len(info['label_names']))
+
+  # The model's variables for the eval input shapes, then the checkpoint's values loaded strictly
+  # (nothing skipped: a config that does not match the run is an error, not a silent re-init).
+  batch_size = parallel.host_batch_size(config.eval_batch_size, mesh, 'eval_batch_size')
+  if config.task.name == 'classification':
+    first = next(iter(pipeline.eval_iterator(config, host_batch_size=batch_size,
+                                             split=config.dataset.eval_split)))
+  else:
+    first = next(iter(pipeline.train_iterator(config, host_batch_size=batch_size, seed=0,
+                                              extras=task.batch_requirements)))
+  example_inputs, _ = jax.eval_shape(task.prepare, parallel.global_batch(first, mesh), jax.random.key(0))
+  state = train.initialize(model, optax.identity(), example_inputs, jax.random.key(0), replicated)
+  restored, step = checkpoints.restore_raw(workdir, replicated, step)
+  variables = {'params': checkpoints.merge_strict(state.params, restored['params'], (), 'params'),
+               'batch_stats': checkpoints.merge_strict(state.batch_stats, restored['batch_stats'] or {},
+                                                       (), 'batch_stats')}
+
+  results = train.evaluate(variables, config, task, train.make_eval_step(model, task, mesh), mesh, info)
+  results = {'step': step, 'split': config.dataset.eval_split, **results}
+  if jax.process_index() == 0:
+    path = os.path.join(workdir, f'eval_{config.dataset.eval_split}_step{step}.json')
+    with open(path, 'w') as f:
+      json.dump(results, f, indent=2, sort_keys=True)
+    logging.info('Wrote %s', path)
+  return results
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments {argv[1:]}; options are --flags.')
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.config.set_visible_devices([], 'GPU')  # the input pipeline stays on the host
+  results = evaluate_checkpoint(FLAGS.config, FLAGS.workdir, FLAGS.step)
+  for name, value in sorted(results.items()):
+    print(f'{name:>20s}: {value}')
+
+
+if __name__ == '__main__':
+  flags.mark_flags_as_required(['config', 'workdir'])
+  app.run(main)

@@ -1,0 +1,371 @@
+"""The training loop: pretext pretraining and action classification share it.
+
+`train_and_evaluate(config, workdir)` reads top to bottom: build the model and task, restore-or-init,
+then one loop over steps with periodic logging, evaluation and checkpoints. The step functions are pure
+and jitted once over a device mesh (batch split on 'data', state replicated).
+"""
+
+import copy
+import functools
+import json
+import os
+from typing import Any, Callable, Iterator
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from clu import metric_writers, periodic_actions
+from flax.training import train_state
+
+from imr_jax import checkpoints, metrics as metrics_lib, models, parallel, tasks
+from imr_jax.data import pipeline
+
+FINAL_METRICS_FILE = 'final_metrics.json'
+
+
+class TrainState(train_state.TrainState):
+  """Parameters, optimizer state and BatchNorm statistics; `step` counts applied updates."""
+  batch_stats: Any = None
+
+
+class NonFiniteError(FloatingPointError):
+  """The loss or the gradients became NaN or Inf; the run stops rather than train on garbage."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Building blocks.
+
+
+def build_model_and_task(config: ml_collections.ConfigDict, num_classes: int):
+  """The task (from config.task) and the model: the backbone with the task's heads on top."""
+  task = tasks.build_task(config, num_classes)
+  model_config = config.model
+  if model_config.name == 'coviar' and model_config.num_classes == -1:
+    model_config = copy.deepcopy(model_config)  # CoViAR's own logits: the data set's class count
+    model_config.num_classes = num_classes
+  model = models.MultiHeadModel(backbone=models.build_backbone(model_config), heads=task.heads())
+  return model, task
+
+
+def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int,
+                   total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """Optimizer from config.optimizer: clipping, weight decay on kernels, warm-up + cosine schedule."""
+  opt = config.optimizer
+  warmup_steps = min(int(opt.warmup_epochs * steps_per_epoch), total_steps)
+  schedule = optax.warmup_cosine_decay_schedule(
+      init_value=0.0, peak_value=opt.learning_rate, warmup_steps=warmup_steps,
+      decay_steps=max(total_steps, warmup_steps + 1), end_value=0.0)
+  # Biases and normalisation scales (1-D) are not decayed.
+  kernels = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
+  if opt.name == 'sgd':
+    update = optax.chain(optax.add_decayed_weights(opt.weight_decay, mask=kernels),
+                         optax.sgd(schedule, momentum=opt.momentum, nesterov=opt.nesterov))
+  elif opt.name == 'adamw':
+    update = optax.adamw(schedule, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay, mask=kernels)
+  else:
+    raise ValueError(f'config.optimizer.name={opt.name!r} is not an optimizer; use "sgd" or "adamw".')
+  clip = [optax.clip_by_global_norm(opt.grad_clip_norm)] if opt.grad_clip_norm > 0 else []
+  return optax.chain(*clip, update), schedule
+
+
+def apply_model(model, params, batch_stats, inputs, *, train: bool, rng: jax.Array | None = None):
+  """Runs the model on one clip view (a streams dict) or several (a list: InfoNCE's two views).
+
+  Returns:
+    (outputs, new batch_stats): outputs as MultiHeadModel returns them (a list for a list of views);
+    batch_stats updated in training (views in order), unchanged in evaluation.
+  """
+  if isinstance(inputs, (list, tuple)):
+    outputs = []
+    for index, view in enumerate(inputs):
+      view_rng = None if rng is None else jax.random.fold_in(rng, index)
+      output, batch_stats = apply_model(model, params, batch_stats, view, train=train, rng=view_rng)
+      outputs.append(output)
+    return outputs, batch_stats
+  variables = {'params': params, 'batch_stats': batch_stats}
+  if not train:
+    return model.apply(variables, **inputs, train=False), batch_stats
+  outputs, updates = model.apply(variables, **inputs, train=True, mutable=['batch_stats'],
+                                 rngs={'dropout': rng})
+  return outputs, updates.get('batch_stats', batch_stats)
+
+
+def init_state(model, tx, inputs, rng: jax.Array) -> TrainState:
+  """A fresh TrainState; `inputs` fixes the input shapes (values are not used)."""
+  first_view = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
+  variables = model.init({'params': rng, 'dropout': rng}, **first_view, train=False)
+  return TrainState.create(apply_fn=model.apply, params=variables['params'], tx=tx,
+                           batch_stats=variables.get('batch_stats', {}))
+
+
+def initialize(model, tx, example_inputs, rng: jax.Array, sharding) -> TrainState:
+  """init_state, jitted with its output placed on `sharding`; `example_inputs` may be abstract."""
+  inputs = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), example_inputs)
+  init = jax.jit(functools.partial(init_state, model, tx), out_shardings=sharding)
+  # Initialisation runs once, so its speed does not matter; at the default optimisation level LLVM
+  # spends ~30 s on its many random-number kernels on CPU, against ~5 s at level 0.
+  compiled = init.lower(inputs, rng).compile(compiler_options={'xla_backend_optimization_level': 0})
+  return compiled(inputs, rng)
+
+
+def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *, model, task,
+               schedule: optax.Schedule):
+  """One update. Pure; jitted once.
+
+  Args:
+    state: the replicated train state.
+    batch: a global batch (DESIGN.md section 3), split over devices on its leading axis.
+    rng: the run's base key; the step's key is rng folded with state.step, so a resumed run
+      draws the same task randomness (CTP types, rotations, dropout) as an uninterrupted one.
+  Returns:
+    (new state, metrics Collection, bool (2,) [loss is finite, gradients are finite]).
+  """
+  prepare_rng, dropout_rng = jax.random.split(jax.random.fold_in(rng, state.step))
+  inputs, targets = task.prepare(batch, prepare_rng)
+
+  def loss_fn(params):
+    outputs, batch_stats = apply_model(model, params, state.batch_stats, inputs, train=True,
+                                       rng=dropout_rng)
+    loss, per_example = task.loss_and_metrics(outputs, targets, batch['mask'])
+    return loss, (per_example, batch_stats)
+
+  (loss, (per_example, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  grads_finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+  finite = jnp.stack([jnp.isfinite(loss), grads_finite])
+  new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  scalars = {'loss': loss, 'learning_rate': schedule(state.step), 'grad_norm': optax.global_norm(grads)}
+  # A per-example 'loss' repeats the scalar loss (its masked mean); the scalar is what was optimised.
+  per_example = {name: value for name, value in per_example.items() if name not in scalars}
+  return new_state, metrics_lib.make_collection(per_example, batch['mask'], scalars), finite
+
+
+def eval_step(variables: dict[str, Any], batch: dict[str, jax.Array], rng: jax.Array, *, model, task):
+  """Scores one evaluation batch. Pure; jitted once.
+
+  Args:
+    variables: {'params', 'batch_stats'} of the model (BatchNorm uses the running statistics).
+    batch: a global evaluation batch, padded examples with mask 0.
+    rng: fixed key for the task's transforms (the same views at every evaluation).
+  Returns:
+    (metrics Collection, views): for classification, views = {'scores': float (B, num_classes) class
+    probabilities, 'video_index', 'label', 'mask'} (returned replicated, so every host can average
+    per video); None for pretext tasks.
+  """
+  inputs, targets = task.prepare(batch, rng)
+  outputs, _ = apply_model(model, variables['params'], variables['batch_stats'], inputs, train=False)
+  loss, per_example = task.loss_and_metrics(outputs, targets, batch['mask'])
+  per_example = {name: value for name, value in per_example.items() if name != 'loss'}
+  collection = metrics_lib.make_collection(per_example, batch['mask'], {'loss': loss})
+  if 'classifier' not in outputs:  # the classification task's head (tasks/classification.py)
+    return collection, None
+  views = {'scores': jax.nn.softmax(outputs['classifier'].astype(jnp.float32)),
+           **{key: batch[key] for key in ('video_index', 'label', 'mask')}}
+  return collection, views
+
+
+class NonFiniteGuard:
+  """Stops the run on a non-finite loss or gradient, checking each step one step late.
+
+  Reading the flags right away would make the host wait for every step; reading them after the next
+  step is dispatched keeps the device busy and still names the exact step. `flush()` checks the last
+  one (before a checkpoint is written, and at the end).
+  """
+
+  def __init__(self):
+    self._pending: tuple[int, jax.Array] | None = None
+
+  def check(self, step: int, finite: jax.Array) -> None:
+    self.flush()
+    self._pending = (step, finite)
+
+  def flush(self) -> None:
+    if self._pending is None:
+      return
+    step, finite = self._pending
+    self._pending = None
+    loss_finite, grads_finite = np.asarray(finite)
+    if not (loss_finite and grads_finite):
+      what = 'loss and gradients' if not (loss_finite or grads_finite) else (
+          'loss' if not loss_finite else 'gradients')
+      raise NonFiniteError(
+          f'Non-finite {what} (NaN or Inf) at training step {step} (the update to step {step + 1}); '
+          'stopping. The last checkpoint holds a state before it. Try a lower '
+          'config.optimizer.learning_rate, a longer warm-up, gradient clipping '
+          '(config.optimizer.grad_clip_norm) or float32 compute.')
+
+
+# ---------------------------------------------------------------------------------------------------
+# Evaluation.
+
+
+def evaluate(variables: dict[str, Any], config: ml_collections.ConfigDict, task, jitted_eval_step: Callable,
+             mesh, info: dict[str, Any]) -> dict[str, float]:
+  """Evaluates on config.dataset.eval_split.
+
+  Classification: every view the eval pipeline gives (eval_num_clips x eval_num_crops per video),
+  reporting clip_accuracy (per view) and video_accuracy (class probabilities averaged per video).
+  Pretext tasks: the task's own metrics on clips of the eval split sampled as in training (fixed seed).
+  """
+  batch_size = parallel.host_batch_size(config.eval_batch_size, mesh, 'eval_batch_size')
+  rng = jax.random.key(config.seed + 1)
+  classification = config.task.name == 'classification'
+  if classification:
+    batches = pipeline.eval_iterator(config, host_batch_size=batch_size, split=config.dataset.eval_split)
+  else:
+    eval_config = copy.deepcopy(config)
+    eval_config.dataset.train_split = config.dataset.eval_split
+    num_steps = config.num_eval_steps if config.num_eval_steps > 0 else max(
+        1, info['splits'][config.dataset.eval_split] // config.eval_batch_size)
+    batches = zip(range(num_steps), pipeline.train_iterator(
+        eval_config, host_batch_size=batch_size, seed=config.seed + 1,
+        extras=task.batch_requirements))
+    batches = (batch for _, batch in batches)
+  collection, views = None, []
+  for host_batch in batches:
+    batch = parallel.global_batch(host_batch, mesh)
+    step_metrics, step_views = jitted_eval_step(variables, batch, rng)
+    collection = step_metrics if collection is None else collection.merge(step_metrics)
+    if classification:
+      views.append(jax.device_get(step_views))
+  if collection is None:
+    raise ValueError(f'The eval split {config.dataset.eval_split!r} of {config.dataset.data_dir!r} gave no '
+                     'batches; check config.dataset.eval_split.')
+  results = metrics_lib.compute(collection)
+  if classification:
+    views = {key: np.concatenate([v[key] for v in views]) for key in views[0]}
+    results['clip_accuracy'] = results.pop('accuracy')
+    results['video_accuracy'], results['num_videos'] = metrics_lib.video_accuracy(
+        views['scores'], views['video_index'], views['label'], views['mask'])
+  return results
+
+
+def make_eval_step(model, task, mesh) -> Callable:
+  replicated = parallel.replicated(mesh)
+  return jax.jit(functools.partial(eval_step, model=model, task=task),
+                 in_shardings=(replicated, parallel.data_sharding(mesh), replicated),
+                 out_shardings=replicated)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The loop.
+
+
+def steps_from_config(config: ml_collections.ConfigDict, info: dict[str, Any]) -> tuple[int, int]:
+  """(steps per epoch, total steps), derived from the train split size at run time."""
+  split = config.dataset.train_split
+  if split not in info['splits']:
+    raise ValueError(f'config.dataset.train_split={split!r} is not a split of {config.dataset.data_dir!r} '
+                     f'(it has {sorted(info["splits"])}).')
+  steps_per_epoch = max(1, info['splits'][split] // config.batch_size)
+  if config.num_train_steps > 0:
+    return steps_per_epoch, config.num_train_steps
+  return steps_per_epoch, max(1, int(config.num_epochs * steps_per_epoch))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+  """Trains (resuming from workdir's latest checkpoint), evaluates, writes final_metrics.json.
+
+  Returns:
+    The last evaluation's metrics (also in WORKDIR/final_metrics.json).
+  """
+  workdir = os.path.abspath(workdir)
+  mesh = parallel.make_mesh()
+  replicated, data_sharding = parallel.replicated(mesh), parallel.data_sharding(mesh)
+  info = pipeline.dataset_info(config.dataset.data_dir)
+  steps_per_epoch, total_steps = steps_from_config(config, info)
+  model, task = build_model_and_task(config, num_classes=len(info['label_names']))
+  tx, schedule = make_optimizer(config, steps_per_epoch, total_steps)
+
+  manager = checkpoints.make_manager(workdir, keep=config.keep_checkpoints)
+  start_step = manager.latest_step() or 0
+  # A resumed run reseeds the data order from its start step: no repeat of the first batches.
+  batches = pipeline.train_iterator(
+      config, host_batch_size=parallel.host_batch_size(config.batch_size, mesh),
+      seed=config.seed + start_step + 100_003 * jax.process_index(), extras=task.batch_requirements)
+  first_batch = next(batches)
+  batches = _chain(first_batch, batches)
+
+  rng = jax.random.key(config.seed)
+  init_rng, step_rng = jax.random.split(rng)
+  example_inputs, _ = jax.eval_shape(task.prepare, parallel.global_batch(first_batch, mesh), init_rng)
+  state = initialize(model, tx, example_inputs, init_rng, replicated)
+  if start_step == 0 and config.init_from:
+    params, batch_stats, pretrain_step = checkpoints.load_pretrained(
+        config.init_from, state.params, state.batch_stats, tuple(config.dont_load), replicated)
+    state = state.replace(params=params, batch_stats=batch_stats)
+    logging.info('Loaded step %d of %s (all but %s).', pretrain_step, config.init_from, config.dont_load)
+  state, start_step = checkpoints.restore_or_init(manager, state)
+
+  p_train_step = jax.jit(functools.partial(train_step, model=model, task=task, schedule=schedule),
+                         in_shardings=(replicated, data_sharding, replicated),
+                         out_shardings=replicated, donate_argnums=0)
+  p_eval_step = make_eval_step(model, task, mesh)
+  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  if start_step == 0:
+    writer.write_hparams({k: str(v) for k, v in _flat_config(config).items()})
+  report_progress = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer)
+  hooks = [report_progress]
+  if config.profile and jax.process_index() == 0:
+    hooks.append(periodic_actions.Profile(num_profile_steps=5, logdir=workdir))
+  guard, train_metrics, eval_metrics = NonFiniteGuard(), None, None
+
+  logging.info('Training steps %d..%d (%d per epoch); compiling, this can take a minute.',
+               start_step, total_steps, steps_per_epoch)
+  print('compiling, this can take a minute', flush=True)
+  try:
+    for step, batch in zip(range(start_step, total_steps), batches):
+      state, step_metrics, finite = p_train_step(state, parallel.global_batch(batch, mesh), step_rng)
+      guard.check(step, finite)
+      train_metrics = step_metrics if train_metrics is None else train_metrics.merge(step_metrics)
+      done = step + 1
+      for hook in hooks:
+        hook(done)
+      if done % config.log_every_steps == 0 or done == total_steps:
+        writer.write_scalars(done, _prefixed(metrics_lib.compute(train_metrics), 'train/'))
+        train_metrics = None
+      if done % config.eval_every_steps == 0 or done == total_steps:
+        with report_progress.timed('eval'):
+          eval_metrics = evaluate(_variables(state), config, task, p_eval_step, mesh, info)
+        writer.write_scalars(done, _prefixed(eval_metrics, 'eval/'))
+      if done % config.checkpoint_every_steps == 0 or done == total_steps:
+        guard.flush()  # never save a state that a non-finite update produced
+        checkpoints.save(manager, done, state)
+    guard.flush()
+  finally:  # also on Ctrl-C or an error: let the save in flight complete
+    manager.wait_until_finished()
+
+  if eval_metrics is None:  # nothing left to train (a finished run restarted): evaluate its state
+    eval_metrics = evaluate(_variables(state), config, task, p_eval_step, mesh, info)
+  final = {'step': int(jax.device_get(state.step)), **eval_metrics}
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, FINAL_METRICS_FILE), 'w') as f:
+      json.dump(final, f, indent=2, sort_keys=True)
+  writer.flush()
+  manager.close()
+  return final
+
+
+def _variables(state: TrainState) -> dict[str, Any]:
+  return {'params': state.params, 'batch_stats': state.batch_stats}
+
+
+def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+  yield first
+  yield from rest
+
+
+def _prefixed(values: dict[str, float], prefix: str) -> dict[str, float]:
+  return {prefix + name: value for name, value in values.items()}
+
+
+def _flat_config(config: ml_collections.ConfigDict, prefix: str = '') -> dict[str, Any]:
+  flat = {}
+  for key, value in config.items():
+    if isinstance(value, ml_collections.ConfigDict):
+      flat.update(_flat_config(value, f'{prefix}{key}.'))
+    else:
+      flat[prefix + key] = value
+  return flat

@@ -1,0 +1,108 @@
+"""Runs the real entry points (main.py, imr_jax.evaluate) on a tiny synthetic data set, as a user would."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _run(args: list[str], timeout: int = 300) -> str:
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'CUDA_VISIBLE_DEVICES': ''}
+  result = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+  output = result.stdout + result.stderr
+  assert result.returncode == 0, output[-4000:]
+  return output
+
+
+@pytest.fixture(scope='module')
+def synthetic_data(tmp_path_factory) -> pathlib.Path:
+  """6 tiny videos (2 classes, 32x32, 24 frames = 2 GOPs) converted by the real data_prep job."""
+  root = tmp_path_factory.mktemp('synthetic')
+  _run(['-m', 'data_prep.convert', '--dataset=synthetic', f'--source={root / "videos"}',
+        f'--output_dir={root / "data"}', '--synthetic_width=32', '--synthetic_height=32',
+        '--synthetic_num_frames=24', '--synthetic_train_per_class=2', '--synthetic_test_per_class=1',
+        '--synthetic_classes=rise,fall', '--workers=1'])
+  return root / 'data'
+
+
+def _scalar_tags(workdir: pathlib.Path) -> set[str]:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tags = set()
+  for path in workdir.glob('events.out.tfevents.*'):
+    for event in tf.compat.v1.train.summary_iterator(str(path)):
+      tags.update(value.tag for value in event.summary.value)
+  return tags
+
+
+@pytest.fixture(scope='module')
+def pretrained(synthetic_data, tmp_path_factory) -> pathlib.Path:
+  """A 2-step PMSP run of main.py (the tiny config)."""
+  workdir = tmp_path_factory.mktemp('runs') / 'pmsp'
+  output = _run(['main.py', '--config=configs/pmsp.py:tiny', f'--workdir={workdir}',
+                 f'--config.dataset.data_dir={synthetic_data}'])
+  assert 'compiling, this can take a minute' in output
+  return workdir
+
+
+def test_two_step_pretraining_run_writes_metrics_and_checkpoint(pretrained):
+  final = json.loads((pretrained / 'final_metrics.json').read_text())
+  assert final['step'] == 2
+  pmsp_accuracies = [name for name in final if name.startswith('accuracy')]
+  assert pmsp_accuracies and all(0.0 <= final[name] <= 1.0 for name in pmsp_accuracies)
+  assert (pretrained / 'checkpoints' / '2').is_dir()
+  tags = _scalar_tags(pretrained)
+  assert {'train/loss', 'train/learning_rate', 'eval/loss', 'steps_per_sec'} <= tags
+
+
+def test_fine_tuning_from_the_pretraining_run_then_evaluating_it(pretrained, synthetic_data, tmp_path):
+  workdir = tmp_path / 'finetune'
+  _run(['main.py', '--config=configs/finetune.py:synthetic:tiny', f'--workdir={workdir}',
+        f'--config.dataset.data_dir={synthetic_data}', f'--config.init_from={pretrained}'])
+  final = json.loads((workdir / 'final_metrics.json').read_text())
+  assert final['step'] == 2
+  assert 0.0 <= final['clip_accuracy'] <= 1.0 and 0.0 <= final['video_accuracy'] <= 1.0
+  assert final['num_videos'] == 2  # the test split: 2 classes x 1 video
+
+  output = _run(['-m', 'imr_jax.evaluate', '--config=configs/finetune.py:synthetic:tiny',
+                 f'--workdir={workdir}', f'--config.dataset.data_dir={synthetic_data}',
+                 '--config.data.eval_num_clips=3'])
+  evaluation = json.loads((workdir / 'eval_test_step2.json').read_text())
+  assert evaluation['num_videos'] == 2 and 'video_accuracy' in output
+  assert 0.0 <= evaluation['video_accuracy'] <= 1.0
+
+
+CONFIGS = [
+    ('pmsp', ''), ('pmsp', 'demo'), ('pmsp', 'r50:bf16'), ('ctp', ''), ('ctp', 'binary:demo'),
+    ('pmsp_ctp', 'demo'), ('aot', 'tiny'), ('rotation', 'tiny'), ('infonce', 'tiny'),
+    ('supervised', 'ucf101:1'), ('supervised', 'hmdb51:3:r50'), ('supervised', 'synthetic:demo'),
+    ('supervised', 'ucf101:1:no_connection'), ('supervised', 'ucf101:1:unidirectional'),
+    ('supervised', 'ucf101:1:no_conv'), ('supervised', 'ucf101:1:no_attention'),
+    ('supervised', 'ucf101:1:coviar:tiny'), ('finetune', 'hmdb51:2'), ('finetune', 'synthetic:tiny'),
+]
+
+
+@pytest.mark.parametrize('name,arg', CONFIGS)
+def test_every_config_builds_its_model_and_task(name, arg):
+  """Every experiment config holds every key the model and task read (no compile, no data)."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  from imr_jax import train  # pylint: disable=g-import-not-at-top
+  config = importlib.import_module(f'configs.{name}').get_config(arg)
+  model, task = train.build_model_and_task(config, num_classes=5)
+  assert set(task.heads()) and model.backbone is not None
+
+
+def test_config_variants_are_checked():
+  from configs import ctp, supervised  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match="Unknown config variant 'ucf'"):
+    supervised.get_config('ucf:1')
+  with pytest.raises(ValueError, match='more than one data set'):
+    supervised.get_config('ucf101:hmdb51')
+  assert ctp.get_config('binary').task.name == 'ctp_binary'
+  config = supervised.get_config('hmdb51:2:no_attention')
+  assert (config.dataset.data_dir, config.model.connection_attention) == ('data/hmdb51/split2', False)

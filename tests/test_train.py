@@ -1,0 +1,402 @@
+"""Tests of the training loop, sharding, checkpoints and metrics, on tiny stand-ins (seconds each).
+
+The loop is exercised with a stand-in model, task and input pipeline defined here (and only here), so
+these tests pin down the loop's own behaviour: exact resume, 1 vs 4 devices, two processes, strict
+loading, the NaN guard. tests/test_main.py runs the real main.py on the real modules.
+"""
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from configs import default
+from imr_jax import checkpoints, metrics as metrics_lib, models, parallel, train
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+NUM_CLASSES = 3
+TRAIN_SIZE = 16
+EVAL_SIZE = 5
+
+
+# ---------------------------------------------------------------------------------------------------
+# Stand-ins: a tiny model, a classification task and an input pipeline whose batch i is a pure
+# function of (seed + i), so a run reseeded at its resume step sees exactly the batches it would have.
+
+
+class StandInBackbone(nn.Module):
+  """Pools each stream, BatchNorm (so batch statistics and their cross-device mean matter), Dense."""
+
+  @nn.compact
+  def __call__(self, iframes, motion_vectors, residuals, train, return_stages=False):
+    pooled = jnp.concatenate([x.mean(axis=(1, 2, 3)) for x in (iframes, motion_vectors, residuals)], -1)
+    pooled = nn.BatchNorm(use_running_average=not train, momentum=0.9)(pooled)
+    return {'features': nn.relu(nn.Dense(8)(pooled))}
+
+
+class StandInHead(nn.Module):
+  num_classes: int
+
+  @nn.compact
+  def __call__(self, features, train):
+    del train
+    return nn.Dense(self.num_classes)(features)
+
+
+class StandInTask:
+  batch_requirements = frozenset()
+
+  def heads(self):
+    return {'classifier': StandInHead(NUM_CLASSES)}
+
+  def prepare(self, batch, rng):
+    del rng
+    inputs = {k: jnp.asarray(batch[k]) for k in ('iframes', 'motion_vectors', 'residuals')}
+    return inputs, batch['label']
+
+  def loss_and_metrics(self, outputs, labels, mask):
+    logits = outputs['classifier']
+    log_probs = jax.nn.log_softmax(logits)
+    per_example = -jnp.take_along_axis(log_probs, jnp.maximum(labels, 0)[:, None], 1)[:, 0]
+    loss = jnp.sum(per_example * mask) / jnp.maximum(mask.sum(), 1)
+    return loss, {'loss': per_example, 'accuracy': (logits.argmax(-1) == labels).astype(jnp.float32)}
+
+
+def fake_batch(seed: int, batch_size: int, config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
+  """A batch with the keys and shapes of DESIGN.md section 3, random values from `seed`."""
+  rng = np.random.default_rng(seed)
+  g, t_p, s = config.data.num_gops, config.data.num_gops * config.data.p_per_gop, config.data.crop_size
+  label = rng.integers(0, NUM_CLASSES, batch_size).astype(np.int32)
+  iframes = rng.normal(size=(batch_size, g, s, s, 3)).astype(np.float32)
+  iframes += label[:, None, None, None, None]  # learnable signal
+  return {
+      'iframes': iframes,
+      'motion_vectors': rng.normal(size=(batch_size, t_p, s, s, 2)).astype(np.float32),
+      'residuals': rng.normal(size=(batch_size, t_p, s, s, 3)).astype(np.float32),
+      'motion_energy': rng.random((batch_size, g, s, s)).astype(np.float32),
+      'label': label,
+      'mask': np.ones(batch_size, np.float32),
+      'video_index': np.full(batch_size, -1, np.int32),
+  }
+
+
+class FakePipeline:
+  """train_iterator / eval_iterator / dataset_info with the contract's signatures."""
+
+  def __init__(self, fail_after: int | None = None, nan_at: int | None = None):
+    self.fail_after, self.nan_at = fail_after, nan_at
+
+  def dataset_info(self, data_dir):
+    del data_dir
+    return {'label_names': [f'class{i}' for i in range(NUM_CLASSES)],
+            'splits': {'train': TRAIN_SIZE, 'test': EVAL_SIZE}}
+
+  def train_iterator(self, config, *, host_batch_size, seed, extras=frozenset()):
+    del extras
+    for i in range(10**9):
+      if self.fail_after is not None and i == self.fail_after:
+        raise KeyboardInterrupt('simulated kill')
+      batch = fake_batch(seed + i, host_batch_size, config)
+      if self.nan_at is not None and seed + i == config.seed + self.nan_at:
+        batch['iframes'][0, 0, 0, 0, 0] = np.nan
+      yield batch
+
+  def eval_iterator(self, config, *, host_batch_size, split=None):
+    """EVAL_SIZE videos x 2 views, the last batch padded with mask 0."""
+    del split
+    views = [(video, view) for video in range(EVAL_SIZE) for view in range(2)]
+    for start in range(0, len(views), host_batch_size):
+      chunk = views[start:start + host_batch_size]
+      batch = fake_batch(1000 + start, host_batch_size, config)
+      batch['label'] = np.array([v % NUM_CLASSES for v, _ in chunk] + [-1] * (host_batch_size - len(chunk)),
+                                np.int32)
+      batch['video_index'] = np.array([v for v, _ in chunk] + [-1] * (host_batch_size - len(chunk)),
+                                      np.int32)
+      batch['mask'] = (batch['video_index'] >= 0).astype(np.float32)
+      yield batch
+
+
+def stand_in_model_and_task(config, num_classes):
+  del config, num_classes
+  task = StandInTask()
+  return models.MultiHeadModel(backbone=StandInBackbone(), heads=task.heads()), task
+
+
+def tiny_config(**overrides) -> ml_collections.ConfigDict:
+  config = default.get_config('tiny')
+  config.task.name = 'classification'
+  config.optimizer.name = 'sgd'
+  config.optimizer.learning_rate = 0.1
+  config.optimizer.warmup_epochs = 1.0
+  config.num_train_steps = 4
+  config.eval_every_steps = 4
+  for key, value in overrides.items():
+    node = config
+    *parents, leaf = key.split('.')
+    for parent in parents:
+      node = node[parent]
+    node[leaf] = value
+  return config
+
+
+@pytest.fixture
+def stand_ins(monkeypatch):
+  """Replaces model/task construction and the input pipeline by the stand-ins; returns a setter."""
+  monkeypatch.setattr(train, 'build_model_and_task', stand_in_model_and_task)
+
+  def use(fake: FakePipeline) -> FakePipeline:
+    for name in ('dataset_info', 'train_iterator', 'eval_iterator'):
+      monkeypatch.setattr(train.pipeline, name, getattr(fake, name), raising=False)
+    return fake
+
+  use(FakePipeline())
+  return use
+
+
+def final_params(workdir) -> dict[str, np.ndarray]:
+  restored, _ = checkpoints.restore_raw(str(workdir), parallel.replicated(parallel.make_mesh()))
+  return {k: np.asarray(v) for k, v in checkpoints.flatten(
+      {'params': restored['params'], 'batch_stats': restored['batch_stats']}).items()}
+
+
+# ---------------------------------------------------------------------------------------------------
+# The loop.
+
+
+def test_run_writes_checkpoint_metrics_and_final_json(stand_ins, tmp_path):
+  final = train.train_and_evaluate(tiny_config(), str(tmp_path))
+  assert final['step'] == 4
+  assert 0.0 <= final['clip_accuracy'] <= 1.0 and 0.0 <= final['video_accuracy'] <= 1.0
+  assert final['num_videos'] == EVAL_SIZE
+  assert json.loads((tmp_path / train.FINAL_METRICS_FILE).read_text()) == pytest.approx(final)
+  checkpoint_dir = tmp_path / checkpoints.CHECKPOINT_SUBDIR
+  steps = sorted(int(p.name) for p in checkpoint_dir.iterdir() if p.name.isdigit())
+  assert steps == [3, 4]  # keep_checkpoints = 2 of the tiny variant
+  assert list(tmp_path.glob('events.out.tfevents.*'))
+
+
+def test_interrupted_run_resumes_to_the_same_parameters(stand_ins, tmp_path):
+  config = tiny_config(num_train_steps=5, eval_every_steps=100)
+  train.train_and_evaluate(config, str(tmp_path / 'straight'))
+
+  stand_ins(FakePipeline(fail_after=3))  # killed while fetching the 4th batch
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(config, str(tmp_path / 'resumed'))
+  assert (tmp_path / 'resumed' / checkpoints.CHECKPOINT_SUBDIR / '3').is_dir()
+  assert not (tmp_path / 'resumed' / checkpoints.CHECKPOINT_SUBDIR / '5').exists()
+  stand_ins(FakePipeline())
+  final = train.train_and_evaluate(config, str(tmp_path / 'resumed'))
+  assert final['step'] == 5
+
+  straight, resumed = final_params(tmp_path / 'straight'), final_params(tmp_path / 'resumed')
+  assert straight.keys() == resumed.keys()
+  for name in straight:
+    np.testing.assert_array_equal(resumed[name], straight[name], err_msg=name)
+
+
+def test_nan_in_the_loss_stops_the_run_naming_the_step(stand_ins, tmp_path):
+  stand_ins(FakePipeline(nan_at=2))
+  with pytest.raises(train.NonFiniteError, match=r'loss and gradients .* at training step 2'):
+    train.train_and_evaluate(tiny_config(), str(tmp_path))
+  saved = [p.name for p in (tmp_path / checkpoints.CHECKPOINT_SUBDIR).iterdir() if p.name.isdigit()]
+  assert sorted(saved) == ['1', '2']  # steps 1 and 2 completed; the state after step 3 never saved
+
+
+def test_nan_guard_names_gradients_alone():
+  guard = train.NonFiniteGuard()
+  guard.check(6, jnp.array([True, True]))
+  guard.check(7, jnp.array([True, False]))  # checks step 6 (fine), holds step 7
+  with pytest.raises(train.NonFiniteError, match=r'Non-finite gradients .* step 7'):
+    guard.flush()
+
+
+def test_steps_come_from_epochs_and_dataset_size():
+  info = {'splits': {'train': 100}}
+  config = tiny_config(num_train_steps=-1, num_epochs=3.0, batch_size=8)
+  assert train.steps_from_config(config, info) == (12, 36)
+  config.dataset.train_split = 'nope'
+  with pytest.raises(ValueError, match="train_split='nope'"):
+    train.steps_from_config(config, info)
+
+
+def test_optimizer_schedule_warms_up_then_decays_to_zero():
+  for name in ('sgd', 'adamw'):
+    config = tiny_config(**{'optimizer.name': name, 'optimizer.warmup_epochs': 2.0})
+    _, schedule = train.make_optimizer(config, steps_per_epoch=5, total_steps=50)
+    assert float(schedule(0)) == 0.0
+    assert float(schedule(10)) == pytest.approx(config.optimizer.learning_rate)
+    assert float(schedule(50)) == pytest.approx(0.0, abs=1e-9)
+  with pytest.raises(ValueError, match='optimizer.name'):
+    train.make_optimizer(tiny_config(**{'optimizer.name': 'lamb'}), 5, 50)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Devices and processes: one step computed three ways must agree.
+
+STEP_SCRIPT = r'''
+import os, sys, json
+import numpy as np
+sys.path[:0] = [{repo!r}, os.path.join({repo!r}, 'tests')]
+import jax
+if {distributed}:
+  jax.distributed.initialize('127.0.0.1:{port}', num_processes=2, process_id=int(sys.argv[1]))
+import test_train
+params = test_train.one_step_params()
+np.savez(sys.argv[2], **params)
+'''
+
+
+def one_step_params() -> dict[str, np.ndarray]:
+  """One train step of the stand-in model on a fixed global batch of 8, over all devices of all
+  processes; each process feeds its own contiguous share of the batch."""
+  config = tiny_config(batch_size=8)
+  mesh = parallel.make_mesh()
+  model, task = stand_in_model_and_task(config, NUM_CLASSES)
+  tx, schedule = train.make_optimizer(config, steps_per_epoch=1, total_steps=4)
+  full = fake_batch(7, config.batch_size, config)
+  host_batch_size = parallel.host_batch_size(config.batch_size, mesh)
+  start = jax.process_index() * host_batch_size
+  batch = parallel.global_batch({k: v[start:start + host_batch_size] for k, v in full.items()}, mesh)
+  replicated = parallel.replicated(mesh)
+  inputs, _ = task.prepare(full, None)
+  state = jax.jit(lambda r: train.init_state(model, tx, inputs, r), out_shardings=replicated)(
+      jax.random.key(0))
+  step = jax.jit(lambda s, b, r: train.train_step(s, b, r, model=model, task=task, schedule=schedule),
+                 in_shardings=(replicated, parallel.data_sharding(mesh), replicated),
+                 out_shardings=replicated)
+  for _ in range(2):  # two steps: the second sees momentum and updated batch statistics
+    state, _, _ = step(state, batch, jax.random.key(1))
+  return {k: np.asarray(v) for k, v in checkpoints.flatten(
+      {'params': state.params, 'batch_stats': state.batch_stats}).items()}
+
+
+def _run(args, env_extra=None, timeout=240):
+  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', **(env_extra or {})}
+  return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _check(process, timeout=240):
+  output, _ = process.communicate(timeout=timeout)
+  assert process.returncode == 0, output[-3000:]
+
+
+def test_four_fake_devices_match_one_device(tmp_path):
+  assert jax.device_count() == 1
+  reference = one_step_params()
+  script = STEP_SCRIPT.format(repo=str(REPO), distributed=False, port=0)
+  process = _run([sys.executable, '-c', script, '0', str(tmp_path / 'four.npz')],
+                 {'XLA_FLAGS': '--xla_force_host_platform_device_count=4'})
+  _check(process)
+  four = np.load(tmp_path / 'four.npz')
+  assert set(four.files) == set(reference)
+  for name, value in reference.items():
+    np.testing.assert_allclose(four[name], value, rtol=2e-5, atol=1e-6, err_msg=name)
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_train_a_step_and_agree(tmp_path):
+  reference = one_step_params()
+  script = STEP_SCRIPT.format(repo=str(REPO), distributed=True, port=_free_port())
+  processes = [_run([sys.executable, '-c', script, str(i), str(tmp_path / f'p{i}.npz')]) for i in (0, 1)]
+  for process in processes:
+    _check(process)
+  p0, p1 = np.load(tmp_path / 'p0.npz'), np.load(tmp_path / 'p1.npz')
+  for name, value in reference.items():
+    np.testing.assert_array_equal(p0[name], p1[name], err_msg=name)
+    np.testing.assert_allclose(p0[name], value, rtol=2e-5, atol=1e-6, err_msg=name)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Strict loading of pretrained weights.
+
+
+def _tree(**leaves):
+  return checkpoints.flax.traverse_util.unflatten_dict(
+      {tuple(k.split('/')): np.full(shape, 1.0, np.float32) for k, shape in leaves.items()})
+
+
+def test_strict_merge_loads_all_but_dont_load():
+  target = _tree(**{'backbone/conv/kernel': (3, 2), 'heads/classifier/kernel': (2, 5)})
+  source = _tree(**{'backbone/conv/kernel': (3, 2), 'heads/pmsp/kernel': (2, 9)})
+  source['backbone']['conv']['kernel'][:] = 7.0
+  merged = checkpoints.merge_strict(target, source, ('heads/.*',), 'params')
+  assert np.all(merged['backbone']['conv']['kernel'] == 7.0)
+  assert np.all(merged['heads']['classifier']['kernel'] == 1.0)  # re-initialised, not loaded
+
+
+def test_strict_merge_raises_on_renamed_and_reshaped_parameters():
+  target = _tree(**{'backbone/conv/kernel': (3, 2), 'backbone/dense/bias': (4,)})
+  renamed = _tree(**{'backbone/conv2/kernel': (3, 2), 'backbone/dense/bias': (4,)})
+  with pytest.raises(ValueError) as error:
+    checkpoints.merge_strict(target, renamed, ('heads/.*',), 'params')
+  assert 'missing from checkpoint: backbone/conv/kernel' in str(error.value)
+  assert 'not in model: backbone/conv2/kernel' in str(error.value)
+  reshaped = _tree(**{'backbone/conv/kernel': (3, 3), 'backbone/dense/bias': (4,)})
+  with pytest.raises(ValueError, match=r'shape/dtype: backbone/conv/kernel'):
+    checkpoints.merge_strict(target, reshaped, ('heads/.*',), 'params')
+
+
+def test_fine_tuning_loads_a_pretraining_checkpoint_strictly(stand_ins, tmp_path, monkeypatch):
+  train.train_and_evaluate(tiny_config(num_train_steps=2), str(tmp_path / 'pretrain'))
+  pretrained = final_params(tmp_path / 'pretrain')
+  # Fine-tuning with lr 0: the loaded backbone must come through unchanged; the head is fresh.
+  config = tiny_config(num_train_steps=1, init_from=str(tmp_path / 'pretrain'),
+                       **{'optimizer.learning_rate': 0.0})
+  train.train_and_evaluate(config, str(tmp_path / 'finetune'))
+  finetuned = final_params(tmp_path / 'finetune')
+  np.testing.assert_array_equal(finetuned['params/backbone/Dense_0/kernel'],
+                                pretrained['params/backbone/Dense_0/kernel'])
+  assert not np.array_equal(finetuned['params/heads/classifier/Dense_0/kernel'],
+                            pretrained['params/heads/classifier/Dense_0/kernel'])
+
+  # A renamed parameter in the fine-tuning model is an error, not a silent re-initialisation.
+  class RenamedBackbone(StandInBackbone):
+    @nn.compact
+    def __call__(self, iframes, motion_vectors, residuals, train, return_stages=False):
+      pooled = jnp.concatenate([x.mean(axis=(1, 2, 3)) for x in (iframes, motion_vectors, residuals)], -1)
+      pooled = nn.BatchNorm(use_running_average=not train)(pooled)
+      return {'features': nn.Dense(8, name='renamed')(pooled)}
+
+  monkeypatch.setattr(train, 'build_model_and_task', lambda config, num_classes: (
+      models.MultiHeadModel(backbone=RenamedBackbone(), heads=StandInTask().heads()), StandInTask()))
+  with pytest.raises(ValueError, match='missing from checkpoint: backbone/renamed/kernel'):
+    train.train_and_evaluate(config, str(tmp_path / 'renamed'))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Metrics.
+
+
+def test_video_accuracy_averages_views_per_video():
+  scores = np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7],  # video 0: mean favours class 1
+                     [0.6, 0.4], [0.5, 0.5],              # video 1: class 0
+                     [0.0, 1.0]])                         # padding
+  video_index = np.array([0, 0, 0, 1, 1, -1])
+  labels = np.array([1, 1, 1, 1, 1, 0])
+  mask = np.array([1, 1, 1, 1, 1, 0], np.float32)
+  accuracy, num_videos = metrics_lib.video_accuracy(scores, video_index, labels, mask)
+  assert (accuracy, num_videos) == (0.5, 2)
+
+
+def test_collection_averages_over_real_examples_only():
+  collection = metrics_lib.make_collection({'accuracy': jnp.array([1.0, 0.0, 1.0, 1.0])},
+                                           jnp.array([1.0, 1.0, 1.0, 0.0]), {'loss': jnp.array(2.0)})
+  collection = collection.merge(metrics_lib.make_collection(
+      {'accuracy': jnp.array([0.0, 0.0, 0.0, 0.0])}, jnp.array([1.0, 0.0, 0.0, 0.0]),
+      {'loss': jnp.array(4.0)}))
+  # loss: 2.0 for 3 real examples, 4.0 for 1 -> 2.5.
+  assert metrics_lib.compute(collection, 'eval/') == {'eval/accuracy': 0.5, 'eval/loss': 2.5}
