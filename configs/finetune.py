@@ -15,4 +15,5 @@ from configs import supervised
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = supervised.classification_config(arg)
   config.init_from = ''  # required: set with --config.init_from=PRETRAINING_WORKDIR
+  config.require_init_from = True  # an empty init_from is an error, not a silent scratch run
   return config

@@ -44,12 +44,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
   # The model's variables for the eval input shapes, then the checkpoint's values loaded strictly
   # (nothing skipped: a config that does not match the run is an error, not a silent re-init).
   batch_size = parallel.host_batch_size(config.eval_batch_size, mesh, 'eval_batch_size')
-  if config.task.name == 'classification':
-    first = next(iter(pipeline.eval_iterator(config, host_batch_size=batch_size,
-                                             split=config.dataset.eval_split)))
-  else:
-    first = next(iter(pipeline.train_iterator(config, host_batch_size=batch_size, seed=0,
-                                              extras=task.batch_requirements)))
+  first = next(iter(train.eval_batches(config, task, batch_size)))
   example_inputs, _ = jax.eval_shape(task.prepare, parallel.global_batch(first, mesh), jax.random.key(0))
   state = train.initialize(model, optax.identity(), example_inputs, jax.random.key(0), replicated)
   restored, step = checkpoints.restore_raw(workdir, replicated, step)
@@ -57,7 +52,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
                'batch_stats': checkpoints.merge_strict(state.batch_stats, restored['batch_stats'] or {},
                                                        (), 'batch_stats')}
 
-  results = train.evaluate(variables, config, task, train.make_eval_step(model, task, mesh), mesh, info)
+  results = train.evaluate(variables, config, task, train.make_eval_step(model, task, mesh), mesh)
   results = {'step': step, 'split': config.dataset.eval_split, **results}
   if jax.process_index() == 0:
     path = os.path.join(workdir, f'eval_{config.dataset.eval_split}_step{step}.json')

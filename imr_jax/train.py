@@ -7,6 +7,7 @@ and jitted once over a device mesh (batch split on 'data', state replicated).
 
 import copy
 import functools
+import itertools
 import json
 import os
 from typing import Any, Callable, Iterator
@@ -159,9 +160,10 @@ def eval_step(variables: dict[str, Any], batch: dict[str, jax.Array], rng: jax.A
   loss, per_example = task.loss_and_metrics(outputs, targets, batch['mask'])
   per_example = {name: value for name, value in per_example.items() if name != 'loss'}
   collection = metrics_lib.make_collection(per_example, batch['mask'], {'loss': loss})
-  if 'classifier' not in outputs:  # the classification task's head (tasks/classification.py)
+  logits = task.class_logits(outputs)
+  if logits is None:  # a pretext task
     return collection, None
-  views = {'scores': jax.nn.softmax(outputs['classifier'].astype(jnp.float32)),
+  views = {'scores': jax.nn.softmax(logits.astype(jnp.float32)),
            **{key: batch[key] for key in ('video_index', 'label', 'mask')}}
   return collection, views
 
@@ -201,28 +203,37 @@ class NonFiniteGuard:
 # Evaluation.
 
 
-def evaluate(variables: dict[str, Any], config: ml_collections.ConfigDict, task, jitted_eval_step: Callable,
-             mesh, info: dict[str, Any]) -> dict[str, float]:
-  """Evaluates on config.dataset.eval_split.
+def eval_batches(config: ml_collections.ConfigDict, task, host_batch_size: int) -> Iterator[Any]:
+  """One deterministic pass over config.dataset.eval_split (DESIGN.md section 6).
 
-  Classification: every view the eval pipeline gives (eval_num_clips x eval_num_crops per video),
-  reporting clip_accuracy (per view) and video_accuracy (class probabilities averaged per video).
-  Pretext tasks: the task's own metrics on clips of the eval split sampled as in training (fixed seed).
+  Classification: every video as eval_num_clips x eval_num_crops views. Pretext tasks: every video
+  once (its middle window, centre crop), with the task's extras fixed per video, and at most
+  config.num_eval_steps batches when that is > 0. One view per video keeps a batch's examples distinct
+  videos, as CTP's mismatched clips and InfoNCE's negatives need; padding carries mask 0.
+  """
+  eval_config = config
+  if config.task.name != 'classification':
+    eval_config = copy.deepcopy(config)
+    eval_config.data.eval_num_clips = 1
+    eval_config.data.eval_num_crops = 1
+  batches = pipeline.eval_iterator(eval_config, host_batch_size=host_batch_size,
+                                   split=config.dataset.eval_split, extras=task.batch_requirements)
+  if config.task.name != 'classification' and config.num_eval_steps > 0:
+    batches = itertools.islice(batches, config.num_eval_steps)
+  return batches
+
+
+def evaluate(variables: dict[str, Any], config: ml_collections.ConfigDict, task, jitted_eval_step: Callable,
+             mesh) -> dict[str, float]:
+  """Evaluates on config.dataset.eval_split, the batches of `eval_batches`.
+
+  Classification: clip_accuracy (per view) and video_accuracy (class probabilities, the softmax of
+  task.class_logits, averaged per video). Pretext tasks: the task's own metrics.
   """
   batch_size = parallel.host_batch_size(config.eval_batch_size, mesh, 'eval_batch_size')
   rng = jax.random.key(config.seed + 1)
   classification = config.task.name == 'classification'
-  if classification:
-    batches = pipeline.eval_iterator(config, host_batch_size=batch_size, split=config.dataset.eval_split)
-  else:
-    eval_config = copy.deepcopy(config)
-    eval_config.dataset.train_split = config.dataset.eval_split
-    num_steps = config.num_eval_steps if config.num_eval_steps > 0 else max(
-        1, info['splits'][config.dataset.eval_split] // config.eval_batch_size)
-    batches = zip(range(num_steps), pipeline.train_iterator(
-        eval_config, host_batch_size=batch_size, seed=config.seed + 1,
-        extras=task.batch_requirements))
-    batches = (batch for _, batch in batches)
+  batches = eval_batches(config, task, batch_size)
   collection, views = None, []
   for host_batch in batches:
     batch = parallel.global_batch(host_batch, mesh)
@@ -271,6 +282,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   Returns:
     The last evaluation's metrics (also in WORKDIR/final_metrics.json).
   """
+  if config.require_init_from and not config.init_from:
+    raise ValueError(
+        'This config fine-tunes a pretrained network (config.require_init_from=True) but '
+        'config.init_from is empty, so it would silently train from scratch. Pass '
+        '--config.init_from=PRETRAIN_WORKDIR (a pretraining run\'s workdir), or use '
+        'configs/supervised.py to train from scratch.')
   workdir = os.path.abspath(workdir)
   mesh = parallel.make_mesh()
   replicated, data_sharding = parallel.replicated(mesh), parallel.data_sharding(mesh)
@@ -328,7 +345,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         train_metrics = None
       if done % config.eval_every_steps == 0 or done == total_steps:
         with report_progress.timed('eval'):
-          eval_metrics = evaluate(_variables(state), config, task, p_eval_step, mesh, info)
+          eval_metrics = evaluate(_variables(state), config, task, p_eval_step, mesh)
         writer.write_scalars(done, _prefixed(eval_metrics, 'eval/'))
       if done % config.checkpoint_every_steps == 0 or done == total_steps:
         guard.flush()  # never save a state that a non-finite update produced
@@ -338,7 +355,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     manager.wait_until_finished()
 
   if eval_metrics is None:  # nothing left to train (a finished run restarted): evaluate its state
-    eval_metrics = evaluate(_variables(state), config, task, p_eval_step, mesh, info)
+    eval_metrics = evaluate(_variables(state), config, task, p_eval_step, mesh)
   final = {'step': int(jax.device_get(state.step)), **eval_metrics}
   if jax.process_index() == 0:
     with open(os.path.join(workdir, FINAL_METRICS_FILE), 'w') as f:

@@ -26,6 +26,7 @@ def make_config(name):
   config.rotation = ml_collections.ConfigDict({'hidden_dim': 8})
   config.infonce = ml_collections.ConfigDict({'temperature': 0.1, 'dim': 4, 'hidden_dim': 8})
   config.classification = ml_collections.ConfigDict({'dropout_rate': 0.0})
+  config.model = ml_collections.ConfigDict({'name': 'imrnet', 'num_classes': -1})
   return config
 
 
@@ -183,6 +184,39 @@ def test_classification_loss_accuracy_and_padding():
   np.testing.assert_allclose(loss, -(np.log(0.5) + np.log(0.3)) / 2, rtol=1e-6)
   with pytest.raises(base.ConfigError, match='num_classes'):
     tasks.build_task(make_config('classification'))
+
+
+def test_class_logits_name_the_class_scores_of_each_model():
+  logits = jnp.ones((3, 5))
+  assert tasks.build_task(make_config('classification'), num_classes=5).class_logits(
+      {'classifier': logits}) is logits
+  for name in ('pmsp', 'ctp', 'aot', 'rotation', 'infonce'):
+    assert tasks.build_task(make_config(name)).class_logits({'features': logits}) is None
+
+
+def test_classification_with_coviar_sums_stream_losses_and_scores_fused_logits():
+  config = make_config('classification')
+  config.model.name = 'coviar'
+  task = tasks.build_task(config, num_classes=3)
+  assert task.heads() == {}
+  labels = jnp.array([0, 1, 2])
+  stream_logits = {'i': jnp.log(jnp.array([[0.5, 0.25, 0.25], [0.6, 0.3, 0.1], [0.2, 0.2, 0.6]])),
+                   'm': jnp.log(jnp.array([[0.1, 0.8, 0.1], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8]]))}
+  # Fused scores that disagree with both streams on example 0: accuracy must come from them alone.
+  fused = jnp.array([[0.0, 0.0, 9.0], [0.0, 9.0, 0.0], [0.0, 0.0, 9.0]])
+  outputs = {'logits': fused, 'stream_logits': stream_logits, 'features': jnp.ones((3, 4))}
+  assert task.class_logits(outputs) is fused
+  loss, metrics = task.loss_and_metrics(outputs, {'label': labels}, jnp.array([1.0, 1.0, 0.0]))
+  i_loss = -np.log([0.5, 0.3, 0.6])
+  m_loss = -np.log([0.1, 0.7, 0.8])
+  np.testing.assert_allclose(loss, i_loss[:2].mean() + m_loss[:2].mean(), rtol=1e-6)
+  np.testing.assert_allclose(metrics['loss'], i_loss + m_loss, rtol=1e-6)
+  np.testing.assert_allclose(metrics['accuracy'], [0, 1, 1])
+  np.testing.assert_allclose(metrics['accuracy/i'], [1, 0, 1])
+  np.testing.assert_allclose(metrics['loss/m'], m_loss, rtol=1e-6)
+  config.model.num_classes = 7
+  with pytest.raises(base.ConfigError, match='model.num_classes'):
+    tasks.build_task(config, num_classes=3)
 
 
 def test_unknown_task_name():

@@ -13,6 +13,7 @@ A crop keeps part of the left half; a flip moves it to the right and makes the M
 
 import json
 
+import jax
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -132,6 +133,11 @@ def _check_clip(iframes, mvs, residuals, energy, label):
   return gops, flipped
 
 
+def _gop_energy(video, g):
+  """The stored motion energy of GOP g's marker pixels: sum over its P-frames of |(g + 1, k + 1)|."""
+  return round(sum(np.hypot(g + 1, k + 1) for k in range(_num_pframes(video)[g])))
+
+
 def _physical(batch, prefix=''):
   return (normalization.denormalize_iframes(batch[prefix + 'iframes']),
           normalization.denormalize_motion_vectors(batch[prefix + 'motion_vectors']),
@@ -150,6 +156,7 @@ def test_train_batches_shapes_dtypes_and_ranges(default_data_dir):
       'motion_energy': (np.float32, (3, NUM_GOPS, CROP, CROP)),
       'shifted_motion_vectors': (np.float32, (3, t_p, CROP, CROP, 2)),
       'shifted_residuals': (np.float32, (3, t_p, CROP, CROP, 3)),
+      'shifted_motion_energy': (np.float32, (3, NUM_GOPS, CROP, CROP)),
       'view2/iframes': (np.float32, (3, NUM_GOPS, CROP, CROP, 3)),
       'view2/motion_vectors': (np.float32, (3, t_p, CROP, CROP, 2)),
       'view2/residuals': (np.float32, (3, t_p, CROP, CROP, 3)),
@@ -191,6 +198,14 @@ def test_train_streams_are_aligned_in_time_and_space(data_dir):
       assert left != flipped
       if len(usable) > 1:
         assert shifted_gops[0] != gops[0]
+      # Its motion energy is that of the shifted GOPs, under the same crop and flip. The crop's
+      # area scale is shared with the clip's own energy, so per-GOP maxima compare exactly.
+      for t, g in enumerate(np.round(shifted_gops).astype(int)):
+        energy = batch['shifted_motion_energy'][b][t]
+        mv_weight = np.abs(shifted_mvs[b][t * P_PER_GOP][..., 0]).mean(axis=0) / (g + 1)
+        assert energy[:, mv_weight > 0.5].sum() > 0.9 * energy.sum() > 0
+        np.testing.assert_allclose(energy.max() / batch['motion_energy'][b][0].max(),
+                                   _gop_energy(video, g) / _gop_energy(video, gops[0]), rtol=1e-4)
       # The second view is a clip of the same video with its own window, crop and flip.
       _check_clip(view2[0][b], view2[1][b], view2[2][b], None, batch['label'][b])
       assert round(view2[2][b][..., 2].max()) - 1 == video
@@ -315,4 +330,44 @@ def test_eval_extras_keep_their_own_sizes(data_dir):
   t_p = NUM_GOPS * P_PER_GOP
   assert batch['iframes'].shape == (2, NUM_GOPS, 8, 8, 3)
   assert batch['shifted_residuals'].shape == (2, t_p, 8, 8, 3)
+  assert batch['shifted_motion_energy'].shape == (2, NUM_GOPS, 8, 8)
   assert batch['view2/motion_vectors'].shape == (2, t_p, CROP, CROP, 2)
+
+
+def test_pmsp_ctp_scores_shifted_clips_with_the_pipelines_energy(data_dir):
+  """With 'shifted', the batch carries the shifted window's energy: no clip leaves the PMSP loss."""
+  from imr_jax import tasks  # pylint: disable=g-import-not-at-top
+  from imr_jax.tasks import ctp  # pylint: disable=g-import-not-at-top
+  config = _config(data_dir)
+  config.task.name = 'pmsp_ctp'
+  config.pmsp.update(grid_sizes=(2,), temporal_bins=(1, NUM_GOPS))
+  task = tasks.build_task(config)
+  batch, = _batches(pipeline.train_dataset(config, host_batch_size=8, seed=0,
+                                           extras=task.batch_requirements), 1)
+  _, targets = task.prepare(batch, jax.random.key(0))
+  kinds = np.asarray(targets['ctp']['kind'])
+  assert np.any(kinds == ctp.SHIFTED)  # some clips show another window's P-frames
+  level = f'2x2_{NUM_GOPS}'
+  # Every bin of this data has motion (the marker), so every bin of every clip is scored.
+  np.testing.assert_array_equal(targets['pmsp'][level]['valid'], 1.0)
+
+
+def test_pretext_evaluation_sees_every_video_once_with_fixed_extras(data_dir):
+  """train.eval_batches for a pretext task: one view per video, padded, the same batches each time."""
+  from imr_jax import tasks, train  # pylint: disable=g-import-not-at-top
+  config = _config(data_dir)  # eval_num_clips=2, eval_num_crops=3: for classification only
+  config.task.name = 'ctp'
+  task = tasks.build_task(config)
+  first = list(train.eval_batches(config, task, host_batch_size=4))
+  again = list(train.eval_batches(config, task, host_batch_size=4))
+  assert len(first) == 2  # 5 videos, one view each, in batches of 4
+  video_index = np.concatenate([batch['video_index'] for batch in first])
+  mask = np.concatenate([batch['mask'] for batch in first])
+  assert sorted(video_index[mask > 0]) == [0, 1, 2, 3, 4]
+  np.testing.assert_array_equal(video_index[mask == 0], -1)
+  assert first[0]['shifted_motion_vectors'].shape == (4, NUM_GOPS * P_PER_GOP, CROP, CROP, 2)
+  for batch, repeat in zip(first, again):
+    for name in batch:
+      np.testing.assert_array_equal(batch[name], repeat[name], err_msg=name)
+  config.num_eval_steps = 1
+  assert len(list(train.eval_batches(config, task, host_batch_size=4))) == 1

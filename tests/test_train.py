@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import pytest
 
 from configs import default
@@ -70,6 +71,9 @@ class StandInTask:
     loss = jnp.sum(per_example * mask) / jnp.maximum(mask.sum(), 1)
     return loss, {'loss': per_example, 'accuracy': (logits.argmax(-1) == labels).astype(jnp.float32)}
 
+  def class_logits(self, outputs):
+    return outputs['classifier']
+
 
 def fake_batch(seed: int, batch_size: int, config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
   """A batch with the keys and shapes of DESIGN.md section 3, random values from `seed`."""
@@ -110,9 +114,9 @@ class FakePipeline:
         batch['iframes'][0, 0, 0, 0, 0] = np.nan
       yield batch
 
-  def eval_iterator(self, config, *, host_batch_size, split=None):
+  def eval_iterator(self, config, *, host_batch_size, split=None, extras=frozenset()):
     """EVAL_SIZE videos x 2 views, the last batch padded with mask 0."""
-    del split
+    del split, extras
     views = [(video, view) for video in range(EVAL_SIZE) for view in range(2)]
     for start in range(0, len(views), host_batch_size):
       chunk = views[start:start + host_batch_size]
@@ -201,6 +205,46 @@ def test_interrupted_run_resumes_to_the_same_parameters(stand_ins, tmp_path):
   assert straight.keys() == resumed.keys()
   for name in straight:
     np.testing.assert_array_equal(resumed[name], straight[name], err_msg=name)
+
+
+def test_finetune_config_without_init_from_refuses_to_train_from_scratch(stand_ins, tmp_path):
+  from configs import finetune, supervised  # pylint: disable=g-import-not-at-top
+  assert finetune.get_config('synthetic:tiny').require_init_from
+  assert not supervised.get_config('synthetic:tiny').require_init_from
+  with pytest.raises(ValueError, match=r'--config.init_from=PRETRAIN_WORKDIR.*configs/supervised.py'):
+    train.train_and_evaluate(tiny_config(require_init_from=True), str(tmp_path))
+  assert not (tmp_path / checkpoints.CHECKPOINT_SUBDIR).exists()
+
+
+def test_coviar_trains_each_stream_and_evaluates_the_fused_logits():
+  """The real CoViAR with the classification task: per-stream losses summed, fused scores evaluated."""
+  config = tiny_config(**{'model.name': 'coviar', 'model.connections': 'none'})
+  model, task = train.build_model_and_task(config, NUM_CLASSES)
+  assert task.heads() == {}  # CoViAR classifies by itself; no head on its concatenated features
+  batch = fake_batch(0, 4, config)
+  inputs, targets = task.prepare(batch, None)
+  tx, schedule = train.make_optimizer(config, steps_per_epoch=1, total_steps=4)
+  state = train.init_state(model, tx, inputs, jax.random.key(0))
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+
+  _, views = train.eval_step(variables, batch, jax.random.key(1), model=model, task=task)
+  outputs = model.apply(variables, **inputs, train=False)
+  np.testing.assert_allclose(views['scores'], jax.nn.softmax(outputs['logits']), rtol=1e-5, atol=1e-7)
+
+  def loss_fn(params):
+    outputs, _ = train.apply_model(model, params, state.batch_stats, inputs, train=True,
+                                   rng=jax.random.key(2))
+    return task.loss_and_metrics(outputs, targets, batch['mask'])[0], outputs
+
+  (loss, outputs), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  per_stream = [optax.softmax_cross_entropy_with_integer_labels(outputs['stream_logits'][s],
+                                                                batch['label']).mean() for s in 'imr']
+  np.testing.assert_allclose(loss, sum(per_stream), rtol=1e-5)
+  for stream in 'imr':  # every stream's own classifier is trained
+    assert np.abs(grads['backbone'][f'{stream}_classifier']['kernel']).sum() > 0
+  _, step_metrics, finite = train.train_step(state, batch, jax.random.key(3), model=model, task=task,
+                                             schedule=schedule)
+  assert np.all(finite) and {'accuracy', 'accuracy/i', 'loss/m'} <= set(metrics_lib.compute(step_metrics))
 
 
 def test_nan_in_the_loss_stops_the_run_naming_the_step(stand_ins, tmp_path):

@@ -189,7 +189,7 @@ def _training_clip(features: dict[str, tf.Tensor], num_usable: tf.Tensor,
   """A random window, one multi-scale crop box and one flip for all its streams, I-frame jitter.
 
   With `shifted`, the P-streams of another window of the video ('shifted_motion_vectors',
-  'shifted_residuals') share the crop and the flip. Returns network-space tensors, crop_size square.
+  'shifted_residuals') and its motion energy ('shifted_motion_energy') share the crop and the flip. Returns network-space tensors, crop_size square.
   """
   start = sampling.random_window_start(num_usable, data.num_gops, seeds[_WINDOW])
   indices = sampling.clip_indices(features[schema.GOP_NUM_PFRAMES], start, data.num_gops,
@@ -217,11 +217,16 @@ def _video_fields(features: dict[str, tf.Tensor], video_index: tf.Tensor) -> dic
 
 def _shifted_streams(features, num_usable, start, data, encoding, seed,
                      box=None) -> dict[str, tf.Tensor]:
-  """The P-streams of another window of the same video (CTP's 'shifted' class), not yet augmented."""
+  """The P-streams of another window of the same video (CTP's 'shifted' class), not yet augmented.
+
+  Its motion energy comes along ('shifted_motion_energy'): PMSP + CTP scores the motion of the
+  P-frames the network is shown, which for a shifted clip are these.
+  """
   shifted_start = sampling.shifted_window_start(num_usable, data.num_gops, start, seed)
   indices = sampling.clip_indices(features[schema.GOP_NUM_PFRAMES], shifted_start, data.num_gops,
                                   data.p_per_gop)
-  clip = _decode(features, indices, encoding, frozenset({'motion_vectors', 'residuals'}), box)
+  clip = _decode(features, indices, encoding,
+                 frozenset({'motion_vectors', 'residuals', 'motion_energy'}), box)
   return {'shifted_' + name: value for name, value in clip.items()}
 
 

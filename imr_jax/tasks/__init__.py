@@ -1,8 +1,8 @@
 """Training objectives: labels, input transforms and losses as pure, jit-able functions.
 
 `build_task(config, num_classes=...)` returns the task named by `config.task.name`; every task has
-`heads()`, `batch_requirements`, `prepare(batch, rng)` and `loss_and_metrics(outputs, targets, mask)`
-(DESIGN.md section 5).
+`heads()`, `batch_requirements`, `prepare(batch, rng)`, `loss_and_metrics(outputs, targets, mask)` and
+`class_logits(outputs)` (DESIGN.md section 5).
 """
 
 import ml_collections
@@ -51,8 +51,13 @@ def build_task(config: ml_collections.ConfigDict, num_classes: int | None = None
     if num_classes is None:
       raise ConfigError('The classification task needs num_classes: pass '
                         "build_task(config, num_classes=len(manifest['label_names'])).")
+    coviar = config.model.name == 'coviar'
+    if coviar and config.model.num_classes not in (-1, num_classes):
+      raise ConfigError(f'config.model.num_classes = {config.model.num_classes}, but the data set has '
+                        f'{num_classes} classes; CoViAR\'s own logits are the class scores, so leave it '
+                        'at -1 (the data set\'s count).')
     return ClassificationTask(num_classes=num_classes,
-                              dropout_rate=config.classification.dropout_rate)
+                              dropout_rate=config.classification.dropout_rate, backbone_logits=coviar)
   raise ConfigError(f'config.task.name = {name!r} is not a task; choose from {TASK_NAMES}.')
 
 

@@ -42,6 +42,12 @@ class Task(abc.ABC):
   def loss_and_metrics(self, outputs: Any, targets: Any, mask: Array) -> tuple[Array, Metrics]:
     """Returns (scalar loss over the examples with mask 1, per-example (B,) metrics)."""
 
+  def class_logits(self, outputs: Any) -> Array | None:
+    """The (B, num_classes) action class scores (logits) in the model's outputs; None for a task
+    that does not classify actions (the pretext tasks). Evaluation averages their softmax per video."""
+    del outputs
+    return None
+
 
 def streams(batch: Batch, prefix: str = '') -> Streams:
   """The three network input streams of a batch (keys `prefix + name`), as float32 jax arrays."""
