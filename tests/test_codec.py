@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from imr_jax import codec
+from imr_jax.codec import kernels
 from imr_jax.codec import motion
 from tests import videos
 
@@ -19,12 +20,20 @@ def _blocks(*rows):
   return np.array(rows, np.int32).reshape(-1, 7)
 
 
+def _numba_map(blocks, height, width):
+  painted = np.full((height, width, 2), 7, np.int16)  # not zeros: painting must clear it
+  kernels.paint_motion(np.ascontiguousarray(blocks, np.int32), painted.view(np.int32).reshape(-1),
+                       height, width)
+  return painted
+
+
 def _both_maps(blocks, height, width):
-  """The reference map, after checking that the fast path agrees with it."""
+  """The reference map, after checking that the numpy and numba paths agree with it."""
   mv, source = codec.reference_motion_map(blocks, height, width)
   fast_mv, fast_source = codec.motion_map(blocks, height, width)
   np.testing.assert_array_equal(fast_mv, mv)
   np.testing.assert_array_equal(fast_source, source)
+  np.testing.assert_array_equal(_numba_map(blocks, height, width), mv)
   return mv, source
 
 
@@ -74,6 +83,8 @@ def test_both_ends_inside_rule():
   # Source entirely outside: nothing written.
   mv, _ = _both_maps(_blocks(_block(16, 16, -9, 8, 8, 8)), 16, 16)
   assert not mv.any()
+  mv, _ = _both_maps(_blocks(_block(16, 16, 400, 8, 8, 8), _block(16, 16, 8, -300, 24, 8)), 16, 32)
+  assert not mv.any()
 
 
 def test_vectors_apply_in_array_order():
@@ -102,6 +113,7 @@ def test_zero_vectors_write_nothing_and_odd_blocks_take_the_slow_path():
   np.testing.assert_array_equal(np.any(mv != 0, -1).sum(), 16)
   np.testing.assert_array_equal(mv, codec.reference_motion_map(_blocks(_block(5, 5, 7, 7, 8, 8)),
                                                               16, 16)[0])
+  np.testing.assert_array_equal(mv, _numba_map(_blocks(_block(5, 5, 7, 7, 8, 8)), 16, 16))
 
 
 def test_fast_path_matches_reference_on_random_vectors():
@@ -128,6 +140,19 @@ def test_fast_path_matches_reference_on_random_vectors():
     ref_mv, ref_source = codec.reference_motion_map(_blocks(*rows), height, width)
     np.testing.assert_array_equal(mv, ref_mv)
     np.testing.assert_array_equal(source, ref_source)
+    np.testing.assert_array_equal(_numba_map(_blocks(*rows), height, width), ref_mv)
+
+
+def test_side_data_dtype_is_pyav_layout(carphone_340):
+  with av.open(carphone_340.path) as container:
+    stream = container.streams.video[0]
+    stream.codec_context.options = {'flags2': '+export_mvs'}
+    frames = container.decode(stream)
+    next(frames)
+    side_data = next(frames).side_data.get('MOTION_VECTORS')
+    assert motion.SIDE_DATA_DTYPE == side_data.to_ndarray().dtype
+    np.testing.assert_array_equal(np.frombuffer(side_data, motion.SIDE_DATA_DTYPE),
+                                  side_data.to_ndarray())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,6 +227,96 @@ def test_residual_range_and_buffer_growth():
   gop = builder.finish()
   assert (gop.index, gop.start_frame, gop.num_pframes) == (3, 36, 5)
   assert (gop.residuals == -255).all()
+
+
+def _hand_made_gop(seed, height=24, width=40):
+  """(rgb, kind, blocks) of an I-frame and P-frames that exercise every rule of the MV map."""
+  rng = np.random.default_rng(seed)
+
+  def random_blocks(size, keep=0.8, reach=12):
+    rows = []
+    for y in range(size // 2, height + size // 2, size):
+      for x in range(size // 2, width + size // 2, size):
+        if rng.random() < keep:
+          mv_x, mv_y = rng.integers(-reach, reach + 1, 2)
+          rows.append(_block(size, size, x - mv_x, y - mv_y, x, y))
+    return _blocks(*rows)
+
+  hand = _blocks(
+      _block(16, 16, 6, 8, 8, 8),       # mv (2, 0)
+      _block(16, 16, 8, 5, 8, 8),       # overlaps the first, later in array order; source cut
+      _block(8, 8, 20, 12, 16, 12),     # inside both 16x16 blocks' reach: overwrites
+      _block(16, 16, 45, 8, 40, 8),     # past the right edge, source further out
+      _block(5, 5, 30, 20, 33, 22),     # odd size: offsets [-2, 2)
+      _block(16, 16, 24, 16, 24, 16),   # zero vector: writes nothing
+      _block(16, 16, -9, 8, 8, 8),      # source entirely outside: writes nothing
+      _block(16, 16, 400, 8, 8, 8))     # far outside on the right, in the top row: nothing
+  frames = [(rng.integers(0, 256, (height, width, 3), np.uint8), 'I', None)]
+  for blocks in (hand, None, random_blocks(16), _blocks(), random_blocks(8, reach=20), None,
+                 random_blocks(16, keep=1.0)):
+    frames.append((rng.integers(0, 256, (height, width, 3), np.uint8), 'P', blocks))
+  return frames
+
+
+@pytest.mark.parametrize('seed', [0, 1])
+@pytest.mark.parametrize('accumulate', [True, False])
+@pytest.mark.parametrize('backend', codec.GOP_BACKENDS)
+def test_backends_equal_the_definition_on_hand_made_gops(seed, accumulate, backend):
+  frames = _hand_made_gop(seed)
+  height, width = frames[0][0].shape[:2]
+  want = _naive_gops(frames, height, width)[0]
+  builder = codec.GopBuilder(height, width, accumulate=accumulate, backend=backend,
+                             capacity=3)  # grows twice
+  builder.start(0, 0, frames[0][0])
+  for rgb, _, blocks in frames[1:]:
+    # PyAV's RGB rows are padded: the kernels must honour the row stride.
+    padded = np.zeros((height, width + 5, 3), np.uint8)
+    padded[:, :width] = rgb
+    builder.add(padded[:, :width], blocks)
+  gop = builder.finish()
+  np.testing.assert_array_equal(gop.motion_vectors, want['acc' if accumulate else 'mv'])
+  np.testing.assert_array_equal(gop.residuals, want['res' if accumulate else 'frame_res'])
+  np.testing.assert_array_equal(gop.frame_motion_vectors, want['mv'])
+  assert gop.motion_vectors.dtype == gop.residuals.dtype == np.int16
+  if backend == 'numba' and accumulate:
+    # The aligned (and the empty) frames go through the cell grid, the hand-made one through
+    # the per-pixel map.
+    assert builder.cell_frames == 4
+  assert [len(b) for b in gop.block_motion_vectors] == [
+      0 if blocks is None else len(blocks) for _, _, blocks in frames[1:]]
+
+
+def test_gop_buffers_are_recycled_only_when_unreferenced():
+  height, width = 8, 16
+  builder = codec.GopBuilder(height, width, capacity=2)
+  blocks = _blocks(_block(8, 8, 3, 4, 4, 4))
+
+  def build(value):
+    builder.start(0, 0, np.full((height, width, 3), value, np.uint8))
+    for _ in range(2):
+      builder.add(np.full((height, width, 3), value + 1, np.uint8), blocks)
+    return builder.finish()
+
+  kept = build(10)
+  kept_base = id(kept.residuals.base)
+  dropped = build(20)
+  dropped_base = id(dropped.residuals.base)
+  assert dropped_base != kept_base
+  del dropped
+  reused = build(30)
+  assert id(reused.residuals.base) == dropped_base  # nothing referred to it any more
+  view = reused.residuals[1]
+  del reused
+  build(40)
+  assert (kept.residuals == 1).all() and (view == 1).all()  # held arrays are never overwritten
+  assert (kept.iframe == 10).all()
+
+
+def test_unknown_backend_is_rejected(square_video):
+  with pytest.raises(ValueError, match='backend'):
+    codec.GopBuilder(8, 8, backend='cuda')
+  with pytest.raises(ValueError, match='backend'):
+    next(codec.iter_gops(square_video[0].path, backend='cuda'))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -374,6 +489,30 @@ def test_real_clip_at_340x256_matches_the_definition(carphone_340):
   gops = list(codec.iter_gops(info.path))
   written = np.concatenate([g.frame_motion_vectors for g in gops]).any(-1).any(0).any(0)
   assert written.all()
+
+
+def test_numba_equals_reference_on_every_real_pframe(carphone_340):
+  for accumulate in (True, False):
+    fast = codec.iter_gops(carphone_340.path, accumulate=accumulate)
+    slow = codec.iter_gops(carphone_340.path, accumulate=accumulate, backend='reference')
+    num_pframes = 0
+    for gop, want in zip(fast, slow, strict=True):
+      np.testing.assert_array_equal(gop.iframe, want.iframe)
+      np.testing.assert_array_equal(gop.motion_vectors, want.motion_vectors)
+      np.testing.assert_array_equal(gop.residuals, want.residuals)
+      np.testing.assert_array_equal(gop.frame_motion_vectors, want.frame_motion_vectors)
+      for blocks, want_blocks in zip(gop.block_motion_vectors, want.block_motion_vectors,
+                                     strict=True):
+        np.testing.assert_array_equal(blocks, want_blocks)
+      num_pframes += gop.num_pframes
+    assert num_pframes == 110
+  # Every real P-frame takes the cell grid path.
+  decoded = _decode_with_vectors(carphone_340.path)[:12]
+  builder = codec.GopBuilder(256, 340)
+  builder.start(0, 0, decoded[0][0])
+  for rgb, _, blocks in decoded[1:]:
+    builder.add(rgb, blocks)
+  assert builder.cell_frames == 11
 
 
 def test_fast_path_equals_reference_on_real_vectors(carphone_340):

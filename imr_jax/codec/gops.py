@@ -8,7 +8,8 @@ leaves A unchanged.
 
 Three implementations of the per-frame work, equal to the last bit (tests/test_codec.py):
 - 'numba' (default): `kernels`, one painting pass for the MV map and one fused pass over the
-  pixels for the accumulated MV and the residual, written straight into the GOP's arrays.
+  pixels for the accumulated MV and the residual, written straight into the GOP's arrays
+  (which are recycled across GOPs once no Gop refers to them).
 - 'numpy': `motion.MotionMapper` and a handful of flat numpy gathers (no compiler needed).
 - 'reference': `motion.reference_motion_map` and plain indexing; slow, obviously right.
 """
@@ -42,8 +43,8 @@ class Gop:
     residuals: int16 (P, H, W, 3) RGB in [-255, 255]; accumulated (F_t(p) - F_I(A_t(p))) or per
       frame (F_t(p) - F_{t-1}(p - mv_t(p))).
     frame_motion_vectors: int16 (P, H, W, 2), always the per-frame MV map. With accumulate=True
-      it is filled during decoding when `iter_gops(frame_motion=True)` asked for it, else
-      computed from `block_motion_vectors` on first access, then kept.
+      it is painted from `block_motion_vectors` on first access (`kernels.paint_motion`, about
+      15 us per 340x256 P-frame), then kept; accumulating does not need it.
     block_motion_vectors: P int32 arrays (N_k, 7), the decoder's vectors of each P-frame, columns
       `motion.BLOCK_FIELDS` (source, w, h, src_x, src_y, dst_x, dst_y); (0, 7) without side data.
   """
@@ -63,7 +64,10 @@ class Gop:
   def frame_motion_vectors(self) -> np.ndarray:
     if self._frame_motion_vectors is None:
       height, width = self.iframe.shape[:2]
-      maps = motion.motion_maps(self.block_motion_vectors, height, width)
+      maps = np.empty((self.num_pframes, height, width, 2), np.int16)
+      for blocks, out in zip(self.block_motion_vectors, maps):
+        kernels.paint_motion(np.ascontiguousarray(blocks, np.int32),
+                             out.view(np.int32).reshape(-1), height, width)
       object.__setattr__(self, '_frame_motion_vectors', maps)  # a cache, not a change of value
     return self._frame_motion_vectors
 
@@ -74,9 +78,10 @@ def _pixels_as_items(rgb: np.ndarray) -> np.ndarray:
 
 
 BACKENDS = ('numba', 'numpy', 'reference')
-# sys.getrefcount of a pooled array that nothing else refers to: the pool's list, the
-# generator's loop variable and getrefcount's own argument. A Gop's arrays are views that
-# hold a reference to their buffer, as do views of those views.
+# sys.getrefcount of a pooled array that nothing else refers to: the pool's list, the loop
+# variable in `_unreferenced` and getrefcount's own argument. A Gop's arrays are views that hold
+# a reference to their buffer, as does every view of them, so a Gop or any view of its arrays
+# that is still alive keeps the buffer out of reuse.
 _POOLED_REFCOUNT = 3
 
 
@@ -88,8 +93,11 @@ class GopBuilder:
   """Builds Gops from decoded frames and their block vectors, one GOP at a time (no decoder).
 
   `start(index, start_frame, iframe)`, then `add(rgb, blocks)` per P-frame, then `finish()`.
-  The outputs of a GOP are written in place into arrays allocated once per GOP (`capacity`
-  P-frames, doubled when exceeded); the arrays of a finished Gop are its own.
+  Each frame's outputs are written in place into the GOP's (capacity, H, W, C) arrays
+  (`capacity` P-frames, doubled when exceeded). The arrays of a finished Gop are never written
+  again while anything refers to them; once nothing does, their memory is reused for a later
+  GOP (fresh memory costs a page fault per 4 kB on first write, about 40 us per P-frame at
+  340x256). Not thread-safe: one builder per thread.
 
   Args:
     height: frame height H.
@@ -97,19 +105,14 @@ class GopBuilder:
     accumulate: accumulated (CoViAR's default) or per-frame MVs and residuals.
     capacity: P-frames to allocate for per GOP (gop_size - 1 avoids any regrowth or trim).
     backend: 'numba' (default, fastest), 'numpy' or 'reference'; all give identical outputs.
-    frame_motion: with accumulate=True, also fill `Gop.frame_motion_vectors` in the same pass
-      (the numba backend paints that map anyway: the cost is the memory). Otherwise the
-      per-frame map is computed on first access.
   """
 
   def __init__(self, height: int, width: int, *, accumulate: bool = True, capacity: int = 11,
-               backend: str = 'numba', frame_motion: bool = False):
+               backend: str = 'numba'):
     if backend not in BACKENDS:
       raise ValueError(f'backend={backend!r} must be one of {BACKENDS}')
     self.height, self.width, self.accumulate = height, width, accumulate
     self.capacity, self.backend = capacity, backend
-    # The per-frame map is the `motion` output itself when not accumulating.
-    self.frame_motion = frame_motion and accumulate
     num_pixels = height * width
     self.mapper = motion.MotionMapper(height, width)
     self._source = np.empty(num_pixels, np.int32)       # A_t, flat (numpy and reference paths)
@@ -120,11 +123,18 @@ class GopBuilder:
     self._packed_coordinates = self._coordinates.view(np.int32).reshape(-1)
     self._gathered = np.empty((height, width, 3), np.uint8)
     self._gathered_items = _pixels_as_items(self._gathered)
-    # Numba path: the packed MV map of the current frame, and acc_0 = 0.
+    # Numba path: the packed MV map of the current frame, acc_0 = 0, and the warped I-frame
+    # W_t(p) = F_I(A_t(p)) as W_{t-1} and W_t.
     self._packed_motion = np.empty(num_pixels, np.int32)
     self._no_motion = np.zeros(num_pixels, np.int32)
+    self._warped, self._next_warped = (np.empty(3 * num_pixels, np.uint8) for _ in range(2))
+    # The MV map as 8x8-pixel cells, when the vectors allow (`kernels.paint_cells`).
+    self._columns = -(-width // 16) * 2
+    self._cells = np.empty(-(-height // 16) * 2 * self._columns, np.int32)
+    self._covered = np.empty_like(self._cells, np.uint8)
+    self.cell_frames = 0  # P-frames accumulated from cells rather than a per-pixel map
     self._pool = []  # output buffers of earlier GOPs, reused once no Gop refers to them
-    self.motion = self.residuals = self.frame_motion_vectors = None
+    self.motion = self.residuals = None
 
   def start(self, index: int, start_frame: int, iframe: np.ndarray) -> None:
     """Begins a GOP at I-frame `iframe`, uint8 (H, W, 3) RGB."""
@@ -137,35 +147,30 @@ class GopBuilder:
     self._reference_rgb = iframe
     if self.backend == 'numba':
       self._reference_rows = kernels.flat_rows(iframe)
-      self._previous = self._no_motion  # packed acc_{t-1}
+      if self.accumulate:
+        kernels.copy_rows(*self._reference_rows, self._warped, self.height, self.width)
+      self._previous = self._no_motion  # acc_{t-1}, packed
     else:
       self._source[:] = self.mapper.pixels
       self._reference = _pixels_as_items(iframe)
 
   def _allocate(self, capacity: int) -> None:
     # `motion` holds the accumulated or the per-frame MVs, whichever was asked for.
-    self.motion = self.residuals = self.frame_motion_vectors = None  # drop our own references
+    self.motion = self.residuals = None  # drop our own references
     shapes = [((capacity, self.height, self.width, 2), np.int16),
               ((capacity, self.height, self.width, 3), np.int16)]
-    if self.frame_motion:
-      shapes.append(((capacity, self.height, self.width, 2), np.int16))
     buffers = next((b for b in self._pool if _unreferenced(b) and b[0].shape[0] == capacity), None)
     if buffers is None:
-      # Fresh memory costs a page fault per 4 kB on first write (about 40 us per 340x256
-      # P-frame), so buffers that no Gop uses any more are recycled instead.
       buffers = [np.empty(shape, dtype) for shape, dtype in shapes]
       self._pool = [b for b in self._pool if b[0].shape[0] == capacity][-1:] + [buffers]
-    self.motion, self.residuals = buffers[:2]
-    if self.frame_motion:
-      self.frame_motion_vectors = buffers[2]
+    self.motion, self.residuals = buffers
 
   def _grow(self) -> None:
-    old = (self.motion, self.residuals, self.frame_motion_vectors)
+    old = (self.motion, self.residuals)
     self.capacity *= 2
     self._allocate(self.capacity)
-    for new, kept in zip((self.motion, self.residuals, self.frame_motion_vectors), old):
-      if new is not None:
-        new[:self.count] = kept[:self.count]
+    for new, kept in zip((self.motion, self.residuals), old):
+      new[:self.count] = kept[:self.count]
     if self.backend == 'numba' and self._previous is not self._no_motion:
       self._previous = self.motion[self._previous_index].view(np.int32).reshape(-1)
 
@@ -186,8 +191,6 @@ class GopBuilder:
       # All-intra P-frame: nothing points anywhere; A carries over unchanged.
       self.motion[t] = 0
       self.residuals[t] = 0
-      if self.frame_motion:
-        self.frame_motion_vectors[t] = 0
       if not self.accumulate:
         self._set_previous_frame(rgb)
       return
@@ -208,27 +211,32 @@ class GopBuilder:
   def _add_numba(self, t: int, rgb: np.ndarray, blocks: np.ndarray) -> None:
     height, width = self.height, self.width
     rows, stride = kernels.flat_rows(rgb)
-    reference, reference_stride = self._reference_rows
     residual = self.residuals[t].reshape(-1)
     if not self.accumulate:
+      reference, reference_stride = self._reference_rows  # F_{t-1}
       packed_motion = self.motion[t].view(np.int32).reshape(-1)
       kernels.paint_motion(blocks, packed_motion, height, width)
       kernels.frame_residual(packed_motion, rows, stride, reference, reference_stride, residual,
                              height, width)
       self._reference_rows = rows, stride
       return
-    packed_motion = (self.frame_motion_vectors[t].view(np.int32).reshape(-1)
-                     if self.frame_motion else self._packed_motion)
-    kernels.paint_motion(blocks, packed_motion, height, width)
     accumulated = self.motion[t].view(np.int32).reshape(-1)
-    kernels.accumulate_frame(packed_motion, self._previous, rows, stride, reference,
-                             reference_stride, accumulated, residual, height, width)
+    if kernels.paint_cells(blocks, self._cells, self._covered, self._columns):
+      self.cell_frames += 1
+      kernels.accumulate_frame_cells(self._cells, self._columns, self._previous, self._warped,
+                                     rows, stride, accumulated, self._next_warped, residual,
+                                     height, width)
+    else:
+      kernels.paint_motion(blocks, self._packed_motion, height, width)
+      kernels.accumulate_frame(self._packed_motion, self._previous, self._warped, rows, stride,
+                               accumulated, self._next_warped, residual, height, width)
     self._previous, self._previous_index = accumulated, t
+    self._warped, self._next_warped = self._next_warped, self._warped
 
   def _add_numpy(self, t: int, rgb: np.ndarray, blocks: np.ndarray) -> None:
     motion_vectors, residual = self.motion[t], self.residuals[t]
     if self.accumulate:
-      source = self.mapper.map(blocks, self.frame_motion_vectors[t] if self.frame_motion else None)
+      source = self.mapper.map(blocks)
       np.take(self._source, source, out=self._next_source, mode='clip')
       self._source, self._next_source = self._next_source, self._source
       # Accumulated MV p - A_t(p), from the coordinates of A_t(p).
@@ -249,8 +257,6 @@ class GopBuilder:
       source_y, source_x = np.divmod(self._source, self.width)
       self.motion[t] = (self._coordinates.reshape(-1, 2)
                         - np.stack([source_x, source_y], -1)).reshape(self.motion[t].shape)
-      if self.frame_motion:
-        self.frame_motion_vectors[t] = frame_motion
       taken = self._source
     else:
       self.motion[t] = frame_motion
@@ -266,16 +272,10 @@ class GopBuilder:
     # The last GOP is usually shorter: copy rather than pin the full-capacity buffers.
     trim = (lambda a: a[:count]) if count == self.capacity else (lambda a: a[:count].copy())
     motion_vectors = trim(self.motion)
-    if not self.accumulate:
-      frame_motion_vectors = motion_vectors
-    elif self.frame_motion:
-      frame_motion_vectors = trim(self.frame_motion_vectors)
-    else:
-      frame_motion_vectors = None
     return Gop(index=self.index, start_frame=self.start_frame, iframe=self.iframe,
                motion_vectors=motion_vectors, residuals=trim(self.residuals),
                block_motion_vectors=tuple(self.blocks),
-               _frame_motion_vectors=frame_motion_vectors)
+               _frame_motion_vectors=None if self.accumulate else motion_vectors)
 
 
 def _not_coviar(path: Any, what: str) -> CodecError:
@@ -285,24 +285,17 @@ def _not_coviar(path: Any, what: str) -> CodecError:
 
 def _block_vectors(side_data) -> np.ndarray | None:
   """The (N, 7) int32 block vectors of a frame's MOTION_VECTORS side data (None: no side data)."""
-  if side_data is None:
-    return None
-  records = np.frombuffer(side_data, kernels.SIDE_DATA_DTYPE)  # no copy
-  blocks = np.empty((len(records), len(motion.BLOCK_FIELDS)), np.int32)
-  kernels.side_data_blocks(records, blocks)
-  return blocks
+  # Not a numba kernel: numba types a read-only structured array slowly (~0.2 ms a call).
+  return None if side_data is None else motion.block_vectors(
+      np.frombuffer(side_data, motion.SIDE_DATA_DTYPE))
 
 
-def iter_gops(path: Any, *, accumulate: bool = True, frame_motion: bool = False,
-              backend: str = 'numba') -> Iterator[Gop]:
+def iter_gops(path: Any, *, accumulate: bool = True, backend: str = 'numba') -> Iterator[Gop]:
   """Decodes a re-encoded video once, yielding its GOPs in order (every frame, the last included).
 
   Args:
     path: a stream written by `reencode` (MPEG-4 Part 2, regular GOPs, no B-frames).
     accumulate: CoViAR's accumulated MVs and residuals (True, its default) or per-frame ones.
-    frame_motion: with accumulate=True, fill `Gop.frame_motion_vectors` in the same pass
-      (nearly free with the numba backend) instead of on first access. Pass it when every
-      GOP's per-frame map will be read (e.g. for the PMSP motion energy).
     backend: 'numba' (default), 'numpy' or 'reference' (`GopBuilder`); identical outputs.
 
   Yields:
@@ -348,8 +341,7 @@ def iter_gops(path: Any, *, accumulate: bool = True, frame_motion: bool = False,
           if builder is not None:
             yield builder.finish()
           else:
-            builder = GopBuilder(height, width, accumulate=accumulate, backend=backend,
-                                 frame_motion=frame_motion)
+            builder = GopBuilder(height, width, accumulate=accumulate, backend=backend)
           index += 1
           builder.start(index, frame_number, stream_lib.frame_to_rgb(frame))
         elif kind == 'P':

@@ -10,11 +10,13 @@ every offset d in [-(w // 2), w // 2) x [-(h // 2), h // 2): if both p = dst + d
 inside the frame, the pixel p is *written*: mv(p) = dst - src and its source is q. Unwritten pixels
 have mv = 0 and are their own source, so in every case source(p) = p - mv(p).
 
-Two implementations give the same answer:
+Three implementations give the same answer:
 - `reference_motion_map`: one rectangle per vector, applied in order; obviously right, slow.
-- `MotionMapper`: paints vectors into a grid of 8x8-pixel cells and expands the cells to pixels
-  with precomputed index arrays. It handles the blocks MPEG-4 Part 2 produces (16x16 macroblocks
-  and 8x8 blocks on the 8-pixel grid, no overlaps) and falls back to the reference otherwise.
+- `MotionMapper` (the 'numpy' backend of `gops.GopBuilder`): paints vectors into a grid of
+  8x8-pixel cells and expands the cells to pixels with precomputed index arrays. It handles the
+  blocks MPEG-4 Part 2 produces (16x16 macroblocks and 8x8 blocks on the 8-pixel grid, no
+  overlaps) and falls back to the reference otherwise.
+- `kernels.paint_motion` (the default 'numba' backend): the reference's rectangles, compiled.
 """
 
 from __future__ import annotations
@@ -22,6 +24,13 @@ from __future__ import annotations
 import numpy as np
 
 BLOCK_FIELDS = ('source', 'w', 'h', 'src_x', 'src_y', 'dst_x', 'dst_y')
+# AVMotionVector as PyAV's `MotionVectors.to_ndarray()` lays it out (the C struct, aligned), so
+# that `np.frombuffer(side_data, SIDE_DATA_DTYPE)` reads the side data without building the dtype
+# on every frame.
+SIDE_DATA_DTYPE = np.dtype([('source', 'i4'), ('w', 'u1'), ('h', 'u1'), ('src_x', 'i2'),
+                            ('src_y', 'i2'), ('dst_x', 'i2'), ('dst_y', 'i2'), ('flags', 'u8'),
+                            ('motion_x', 'i4'), ('motion_y', 'i4'), ('motion_scale', 'u2')],
+                           align=True)
 _W, _H, _SRC_X, _SRC_Y, _DST_X, _DST_Y = 1, 2, 3, 4, 5, 6
 _CELL = 8  # Cell size of the fast path: MPEG-4 Part 2 blocks are 8x8 or 16x16 on an 8-px grid.
 
@@ -236,15 +245,6 @@ class MotionMapper:
       return ids, None
     cut_cells = cut[vector_of_cell]
     return ids, (ids[cut_cells], pairs[cut_cells].view(np.int16).reshape(-1, 2))
-
-
-def motion_maps(frame_blocks, height: int, width: int) -> np.ndarray:
-  """The MV maps of several frames (each (N_k, 7) blocks) as int16 (P, H, W, 2)."""
-  mapper = MotionMapper(height, width)
-  maps = np.empty((len(frame_blocks), height, width, 2), np.int16)
-  for blocks, out in zip(frame_blocks, maps):
-    mapper.map(blocks, out)
-  return maps
 
 
 def motion_map(blocks: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
