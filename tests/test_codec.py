@@ -1,12 +1,14 @@
 """Tests of imr_jax.codec: MV and accumulation rules by hand, known motion, real clips, bad input."""
 
 import pathlib
+import weakref
 
 import av
 import numpy as np
 import pytest
 
 from imr_jax import codec
+from imr_jax.codec import gops as gops_lib
 from imr_jax.codec import kernels
 from imr_jax.codec import motion
 from tests import videos
@@ -153,6 +155,9 @@ def test_side_data_dtype_is_pyav_layout(carphone_340):
     assert motion.SIDE_DATA_DTYPE == side_data.to_ndarray().dtype
     np.testing.assert_array_equal(np.frombuffer(side_data, motion.SIDE_DATA_DTYPE),
                                   side_data.to_ndarray())
+    # iter_gops' one-pass conversion of the raw records.
+    np.testing.assert_array_equal(gops_lib._block_vectors(side_data),
+                                  motion.block_vectors(side_data.to_ndarray()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,6 +167,19 @@ def test_side_data_dtype_is_pyav_layout(carphone_340):
 def _gradient(height, width, scale):
   y, x = np.mgrid[0:height, 0:width]
   return np.stack([x * scale, y * scale, x + y], -1).astype(np.uint8)
+
+
+@pytest.mark.parametrize('layout', ['padded', 'contiguous', 'read-only', 'strided'])
+def test_flat_rows_holds_each_row_at_its_stride(layout):
+  padded = np.arange(4 * 7 * 3, dtype=np.uint8).reshape(4, 7, 3)
+  rgb = {'padded': padded[:, :5], 'contiguous': padded.copy(), 'strided': padded[:, ::2]}.get(
+      layout, padded[:, :5])
+  if layout == 'read-only':
+    rgb.flags.writeable = False
+  rows, stride = kernels.flat_rows(rgb)
+  for y in range(rgb.shape[0]):
+    np.testing.assert_array_equal(rows[y * stride:y * stride + 3 * rgb.shape[1]], rgb[y].ravel())
+  assert len(rows) == (rgb.shape[0] - 1) * stride + 3 * rgb.shape[1]
 
 
 def test_accumulation_by_hand():
@@ -310,6 +328,27 @@ def test_gop_buffers_are_recycled_only_when_unreferenced():
   build(40)
   assert (kept.residuals == 1).all() and (view == 1).all()  # held arrays are never overwritten
   assert (kept.iframe == 10).all()
+
+
+def test_gop_buffers_are_shared_across_builders_only_when_free():
+  height, width = 8, 24  # a shape no other test pools
+  blocks = _blocks(_block(8, 8, 3, 4, 4, 4))
+
+  def build(builder, value):
+    builder.start(0, 0, np.full((height, width, 3), value, np.uint8))
+    for _ in range(3):
+      builder.add(np.full((height, width, 3), value + 1, np.uint8), blocks)
+    return builder.finish()
+
+  first_builder = codec.GopBuilder(height, width, capacity=3)
+  first = build(first_builder, 10)
+  first_buffer = weakref.ref(first.residuals.base)  # an id could be reused by a new array
+  second = build(codec.GopBuilder(height, width, capacity=3), 20)
+  assert second.residuals.base is not first_buffer()  # in use by `first` and its builder
+  del first, first_builder
+  third = build(codec.GopBuilder(height, width, capacity=3), 30)
+  assert third.residuals.base is first_buffer()  # another builder's, now free
+  assert (second.residuals == 1).all() and (third.residuals == 1).all()
 
 
 def test_unknown_backend_is_rejected(square_video):

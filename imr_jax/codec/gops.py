@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -81,12 +82,39 @@ BACKENDS = ('numba', 'numpy', 'reference')
 # sys.getrefcount of a pooled array that nothing else refers to: the pool's list, the loop
 # variable in `_unreferenced` and getrefcount's own argument. A Gop's arrays are views that hold
 # a reference to their buffer, as does every view of them, so a Gop or any view of its arrays
-# that is still alive keeps the buffer out of reuse.
+# that is still alive (or a builder writing into it) keeps the buffer out of reuse.
 _POOLED_REFCOUNT = 3
+_SIDE_DATA_WORDS = motion.SIDE_DATA_DTYPE.itemsize // 2  # int16 words per record
+# Output buffers shared by all builders, so that a process extracting video after video reuses
+# warm memory rather than page-faulting in ~20 MB per video (~25 us per frame of a 120-frame
+# clip). Taken and trimmed under the lock; the builder's own reference then marks one in use.
+_POOL: list[list[np.ndarray]] = []
+_POOL_LOCK = threading.Lock()
+_POOL_BUSY_KEPT = 4  # buffers still in use that stay pooled (for reuse once freed)
 
 
 def _unreferenced(buffers: list[np.ndarray]) -> bool:
   return all(sys.getrefcount(array) <= _POOLED_REFCOUNT for array in buffers)
+
+
+def _pooled_buffers(shapes: list[tuple[tuple[int, ...], type]]) -> tuple[np.ndarray, ...]:
+  """Arrays of `shapes` that nothing refers to: from the shared pool, or fresh.
+
+  The caller must keep a reference to the arrays for as long as it writes them.
+  """
+  def fits(buffers):
+    return [(b.shape, b.dtype) for b in buffers] == [(s, np.dtype(d)) for s, d in shapes]
+
+  with _POOL_LOCK:
+    for i in reversed(range(len(_POOL))):
+      if fits(_POOL[i]) and _unreferenced(_POOL[i]):
+        _POOL.append(_POOL.pop(i))  # most recently used last: found first next time
+        return tuple(_POOL[-1])  # a reference made under the lock: in use from here on
+    buffers = [np.empty(shape, dtype) for shape, dtype in shapes]
+    busy = [b for b in _POOL if not _unreferenced(b)][-_POOL_BUSY_KEPT:]
+    idle = [b for b in _POOL if fits(b) and _unreferenced(b)][-1:]
+    _POOL[:] = busy + idle + [buffers]
+    return tuple(buffers)
 
 
 class GopBuilder:
@@ -96,8 +124,9 @@ class GopBuilder:
   Each frame's outputs are written in place into the GOP's (capacity, H, W, C) arrays
   (`capacity` P-frames, doubled when exceeded). The arrays of a finished Gop are never written
   again while anything refers to them; once nothing does, their memory is reused for a later
-  GOP (fresh memory costs a page fault per 4 kB on first write, about 40 us per P-frame at
-  340x256). Not thread-safe: one builder per thread.
+  GOP, of this builder or another (a module-level pool shared across videos and threads: fresh
+  memory costs a page fault per 4 kB on first write, about 40 us per P-frame at 340x256). A
+  builder itself is not thread-safe: one builder per thread.
 
   Args:
     height: frame height H.
@@ -133,7 +162,6 @@ class GopBuilder:
     self._cells = np.empty(-(-height // 16) * 2 * self._columns, np.int32)
     self._covered = np.empty_like(self._cells, np.uint8)
     self.cell_frames = 0  # P-frames accumulated from cells rather than a per-pixel map
-    self._pool = []  # output buffers of earlier GOPs, reused once no Gop refers to them
     self.motion = self.residuals = None
 
   def start(self, index: int, start_frame: int, iframe: np.ndarray) -> None:
@@ -159,11 +187,7 @@ class GopBuilder:
     self.motion = self.residuals = None  # drop our own references
     shapes = [((capacity, self.height, self.width, 2), np.int16),
               ((capacity, self.height, self.width, 3), np.int16)]
-    buffers = next((b for b in self._pool if _unreferenced(b) and b[0].shape[0] == capacity), None)
-    if buffers is None:
-      buffers = [np.empty(shape, dtype) for shape, dtype in shapes]
-      self._pool = [b for b in self._pool if b[0].shape[0] == capacity][-1:] + [buffers]
-    self.motion, self.residuals = buffers
+    self.motion, self.residuals = _pooled_buffers(shapes)
 
   def _grow(self) -> None:
     old = (self.motion, self.residuals)
@@ -269,8 +293,9 @@ class GopBuilder:
   def finish(self) -> Gop:
     """The Gop of the frames added since `start`."""
     count = self.count
-    # The last GOP is usually shorter: copy rather than pin the full-capacity buffers.
-    trim = (lambda a: a[:count]) if count == self.capacity else (lambda a: a[:count].copy())
+    # The last GOP is usually shorter: a view of the buffers unless that would pin mostly unused
+    # memory (a copy is fresh memory, page faults included).
+    trim = (lambda a: a[:count]) if 2 * count >= self.capacity else (lambda a: a[:count].copy())
     motion_vectors = trim(self.motion)
     return Gop(index=self.index, start_frame=self.start_frame, iframe=self.iframe,
                motion_vectors=motion_vectors, residuals=trim(self.residuals),
@@ -285,9 +310,12 @@ def _not_coviar(path: Any, what: str) -> CodecError:
 
 def _block_vectors(side_data) -> np.ndarray | None:
   """The (N, 7) int32 block vectors of a frame's MOTION_VECTORS side data (None: no side data)."""
-  # Not a numba kernel: numba types a read-only structured array slowly (~0.2 ms a call).
-  return None if side_data is None else motion.block_vectors(
-      np.frombuffer(side_data, motion.SIDE_DATA_DTYPE))
+  if side_data is None:
+    return None
+  words = np.frombuffer(side_data, np.int16).reshape(-1, _SIDE_DATA_WORDS)
+  blocks = np.empty((len(words), len(motion.BLOCK_FIELDS)), np.int32)
+  kernels.side_data_blocks(words, blocks)
+  return blocks
 
 
 def iter_gops(path: Any, *, accumulate: bool = True, backend: str = 'numba') -> Iterator[Gop]:

@@ -26,7 +26,9 @@ indices are unsigned (numba adds a negative-index check to every signed one). Ar
 - residuals are int16 (H * W * 3,).
 The per-frame (not accumulated) residual F_t(p) - F_{t-1}(p - mv_t(p)) is `frame_residual`, a
 plain per-pixel pass. `cache=True` stores the compiled code beside this file (about 2 s to
-compile, once per machine).
+compile, once per machine). error_model='numpy' drops the division-by-zero checks (no kernel
+divides by a variable), which measured ~3% faster end to end; fastmath stays off (no floats) and
+bounds checks stay at numba's default, off.
 """
 
 from __future__ import annotations
@@ -45,13 +47,42 @@ def flat_rows(rgb: np.ndarray) -> tuple[np.ndarray, int]:
   """
   if rgb.strides[1:] != (3, 1) or rgb.strides[0] < 3 * rgb.shape[1]:
     rgb = np.ascontiguousarray(rgb)
-  height, width = rgb.shape[:2]
   stride = rgb.strides[0]
+  if rgb.shape[0] and rgb.flags.writeable:
+    return _flat_rows(rgb), stride  # the same view, ~0.6 us rather than ~3 us a frame
+  height, width = rgb.shape[:2]
   size = (height - 1) * stride + 3 * width if height else 0
   return np.lib.stride_tricks.as_strided(rgb, (size,), (1,), writeable=False), stride
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model='numpy')
+def _flat_rows(rgb: np.ndarray) -> np.ndarray:
+  """`flat_rows`' view, for H >= 1 and pixels contiguous within each row."""
+  size = (rgb.shape[0] - 1) * rgb.strides[0] + 3 * rgb.shape[1]
+  return np.lib.stride_tricks.as_strided(rgb[:, :, 0], (size,), (1,))
+
+
+@numba.njit(cache=True, nogil=True, error_model='numpy')
+def side_data_blocks(words: np.ndarray, blocks: np.ndarray) -> None:
+  """Block vectors from raw AVMotionVector records (`motion.SIDE_DATA_DTYPE`, little-endian).
+
+  One pass rather than numpy's one strided copy per field (~4 us, not ~9 us, a frame).
+
+  Args:
+    words: int16 (N, 20), the records' bytes viewed as int16: source at words 0-1, w and h the
+      bytes of word 2, src_x, src_y, dst_x, dst_y words 3-6.
+    blocks: int32 (N, 7) output, columns `motion.BLOCK_FIELDS`.
+  """
+  for i in range(blocks.shape[0]):
+    blocks[i, 0] = (np.int32(words[i, 1]) << 16) | (np.int32(words[i, 0]) & 0xFFFF)
+    sizes = np.int32(words[i, 2])
+    blocks[i, 1] = sizes & 0xFF
+    blocks[i, 2] = (sizes >> 8) & 0xFF
+    for j in range(4):
+      blocks[i, 3 + j] = words[i, 3 + j]
+
+
+@numba.njit(cache=True, nogil=True, error_model='numpy')
 def paint_motion(blocks: np.ndarray, motion: np.ndarray, height: int, width: int) -> None:
   """Writes one frame's MV map.
 
@@ -82,7 +113,7 @@ def paint_motion(blocks: np.ndarray, motion: np.ndarray, height: int, width: int
         motion[p] = packed
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model='numpy')
 def copy_rows(rgb: np.ndarray, rgb_stride: int, out: np.ndarray, height: int,
               width: int) -> None:
   """Copies uint8 rows (`flat_rows`) with row stride `rgb_stride` into a flat (H * W * 3,) array."""
@@ -93,7 +124,7 @@ def copy_rows(rgb: np.ndarray, rgb_stride: int, out: np.ndarray, height: int,
       target[k] = source[k]
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model='numpy')
 def paint_cells(blocks: np.ndarray, cells: np.ndarray, covered: np.ndarray, columns: int) -> bool:
   """Writes one frame's vectors into a grid of 8x8-pixel cells, when that is exact.
 
@@ -136,7 +167,7 @@ def paint_cells(blocks: np.ndarray, cells: np.ndarray, covered: np.ndarray, colu
   return True
 
 
-@numba.njit(cache=True, nogil=True, inline='always')
+@numba.njit(cache=True, nogil=True, error_model='numpy', inline='always')
 def _copy_run(p: int, n: int, m: int, width: int, previous: np.ndarray,
               warped_previous: np.ndarray, accumulated: np.ndarray, warped: np.ndarray) -> None:
   """acc_t and W_t of the n pixels from flat index p on, which all have the packed MV m."""
@@ -151,7 +182,7 @@ def _copy_run(p: int, n: int, m: int, width: int, previous: np.ndarray,
     warped[p + k] = warped_previous[q + k]
 
 
-@numba.njit(cache=True, nogil=True, inline='always')
+@numba.njit(cache=True, nogil=True, error_model='numpy', inline='always')
 def _residual_row(y: int, width: int, rgb: np.ndarray, rgb_stride: int, warped: np.ndarray,
                   residual: np.ndarray) -> None:
   """Row y of F_t - W_t: a loop over contiguous rows, which LLVM vectorises."""
@@ -162,7 +193,7 @@ def _residual_row(y: int, width: int, rgb: np.ndarray, rgb_stride: int, warped: 
     residual_row[k] = np.int16(rgb_row[k]) - np.int16(warped_row[k])
 
 
-@numba.njit(cache=True, nogil=True, inline='always')
+@numba.njit(cache=True, nogil=True, error_model='numpy', inline='always')
 def _run_end(motion: np.ndarray, row: int, x: int, width: int) -> int:
   """The end of the run of pixels equal to motion[row + x] in the row, x < end <= width."""
   value = motion[_U(row + x)]
@@ -180,7 +211,7 @@ def _run_end(motion: np.ndarray, row: int, x: int, width: int) -> int:
   return end
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model='numpy')
 def accumulate_frame(motion: np.ndarray, previous: np.ndarray, warped_previous: np.ndarray,
                      rgb: np.ndarray, rgb_stride: int, accumulated: np.ndarray,
                      warped: np.ndarray, residual: np.ndarray, height: int, width: int) -> None:
@@ -215,7 +246,7 @@ def accumulate_frame(motion: np.ndarray, previous: np.ndarray, warped_previous: 
     _residual_row(y, width, rgb, rgb_stride, warped, residual)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model='numpy')
 def accumulate_frame_cells(cells: np.ndarray, columns: int, previous: np.ndarray,
                            warped_previous: np.ndarray, rgb: np.ndarray, rgb_stride: int,
                            accumulated: np.ndarray, warped: np.ndarray, residual: np.ndarray,
@@ -249,7 +280,7 @@ def accumulate_frame_cells(cells: np.ndarray, columns: int, previous: np.ndarray
     _residual_row(y, width, rgb, rgb_stride, warped, residual)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model='numpy')
 def frame_residual(motion: np.ndarray, rgb: np.ndarray, rgb_stride: int, previous: np.ndarray,
                    previous_stride: int, residual: np.ndarray, height: int, width: int) -> None:
   """The per-frame residual F_t(p) - F_{t-1}(p - mv_t(p)), in one pass.
