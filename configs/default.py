@@ -44,7 +44,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.crop_scales = (1.0, 0.875, 0.75, 0.66)  # multi-scale crop: side = scale * min(H, W)
   config.data.flip = True  # random horizontal flip (negates the MV x channel)
   config.data.color_jitter = False  # brightness/contrast jitter on I-frames only
-  config.data.shuffle_buffer = 1024  # training records in the shuffle buffer
+  config.data.shuffle_buffer = 256  # encoded training records in the shuffle buffer (~2-5 MB each)
   config.data.eval_num_clips = 10  # clips per video at evaluation, uniformly spaced
   config.data.eval_num_crops = 3  # spatial crops per clip at evaluation (left/centre/right)
   config.data.eval_crop_size = 112  # side of the square evaluation crop, pixels
@@ -55,7 +55,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.depth = ml_collections.FieldReference(18, field_type=object)
   config.model.widths = ()  # base widths of res2..res5; () = the depth's default (64, 128, 256, 512)
   config.model.streams = 'imr'  # which streams run: any non-empty subset of 'i', 'm', 'r'
-  config.model.connections = 'bidirectional'  # bidirectional | unidirectional (I -> P) | none
+  config.model.connections = 'bidirectional'  # bidirectional | unidirectional (P -> I only) | none
   config.model.connection_conv = True  # connections map the source stream through a conv
   config.model.connection_attention = True  # connections scale by an input-dependent gate
   config.model.i_temporal_strides = (1, 1, 1, 1, 1)  # I-stream temporal strides: stem pool, res2..res5
@@ -66,6 +66,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.coviar_pframe_depth = ml_collections.FieldReference(18, field_type=object)  # M, R streams
   config.model.coviar_stream_weights = (2.0, 1.0, 1.0)  # (i, m, r) fusion weights of the logits
   config.model.num_classes = -1  # coviar's logits; -1 = the data set's class count, set at run time
+  config.model.strided_conv = 'native'  # native | subsample (stride 1 + slicing: same result, fast CPU)
 
   config.task = ml_collections.ConfigDict()
   config.task.name = 'pmsp'  # pmsp | ctp | ctp_binary | pmsp_ctp | aot | rotation | infonce | classification
@@ -119,6 +120,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.profile = False  # capture a profile of a few steps into the workdir (TensorBoard)
 
   config.init_from = ''  # a pretraining workdir: load its latest checkpoint's weights strictly
+  config.require_init_from = False  # True (finetune.py): training without init_from is an error
   config.dont_load = ('heads/.*',)  # regexes of parameter paths not loaded from init_from (re-initialised)
   return config
 
@@ -159,6 +161,8 @@ def apply_common_variants(config: ml_collections.ConfigDict, variants: list[str]
     config.optimizer.weight_decay = 1e-4
     config.optimizer.warmup_epochs = 1.0
     config.keep_checkpoints = 2
+    # The same function as 'native', 2-3x faster to differentiate on XLA:CPU (resnet3d.py).
+    config.model.strided_conv = 'subsample'
   if 'demo' in variants:
     # Sized for a 2-core CPU: demo.py runs pretraining, fine-tuning and scratch in about 10 minutes.
     config.data.num_gops = 4

@@ -21,7 +21,7 @@ def model_config(**overrides) -> ml_collections.ConfigDict:
       connection_conv=True, connection_attention=True, i_temporal_strides=(1, 1, 1, 1, 1),
       p_temporal_strides=(1, 1, 2, 2, 2), dtype='float32', num_classes=7,
       coviar_iframe_depth='tiny', coviar_pframe_depth='tiny',
-      coviar_stream_weights=(2.0, 1.0, 1.0)))
+      coviar_stream_weights=(2.0, 1.0, 1.0), strided_conv='native'))
   config.update(overrides)
   return config
 
@@ -227,6 +227,53 @@ def test_gradient_reaches_p_stream_only_through_connections(mode):
     assert is_zero(m_grads['res5'])
 
 
+# --- strided_conv='subsample' -------------------------------------------------------------------
+
+def _outputs_and_gradients(module, variables, inputs):
+  """Features, every stage's output and d(sum sin(features)) / d(params, inputs), in training mode."""
+
+  def loss(params, inputs):
+    outputs, _ = module.apply({**variables, 'params': params}, **inputs, train=True,
+                              return_stages=True, mutable=['batch_stats'])
+    return jnp.sum(jnp.sin(outputs['features'])), outputs
+
+  grad = jax.grad(loss, argnums=(0, 1), has_aux=True)
+  return quick_jit(grad, variables['params'], inputs)(variables['params'], inputs)
+
+
+# Odd sizes (33, 7 P-frames) check that stride 2 keeps floor((n - 1) / 2) + 1 positions both ways;
+# P temporal strides put a temporal stride into the strided convs as well.
+@pytest.mark.parametrize('t_i, t_p, height, width', [(2, 4, 32, 32), (3, 7, 33, 30)])
+def test_subsampled_strided_convs_match_native(t_i, t_p, height, width):
+  inputs = clip_inputs(t_i=t_i, t_p=t_p, height=height, width=width, seed=3)
+  native = models.build_backbone(model_config(widths=(4, 4, 8, 8)))
+  subsample = models.build_backbone(model_config(widths=(4, 4, 8, 8), strided_conv='subsample'))
+  assert (jax.tree.map(jnp.shape, abstract_params(subsample, inputs))
+          == jax.tree.map(jnp.shape, abstract_params(native, inputs)))
+  variables = synthetic_variables(native, inputs)
+  (native_params, native_inputs), native_out = _outputs_and_gradients(native, variables, inputs)
+  (sub_params, sub_inputs), sub_out = _outputs_and_gradients(subsample, variables, inputs)
+  assert (jax.tree.map(jnp.shape, sub_out['stages'])
+          == jax.tree.map(jnp.shape, native_out['stages']))
+  for expected, actual in ((native_out, sub_out), (native_params, sub_params),
+                           (native_inputs, sub_inputs)):
+    jax.tree.map(lambda e, a: np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-5),
+                 expected, actual)
+  # The inputs' gradients are what the option speeds up; they must not vanish.
+  assert float(jnp.abs(sub_inputs['motion_vectors']).max()) > 0
+
+
+def test_subsampled_bottleneck_block_matches_native():
+  x = jax.random.normal(jax.random.key(4), (2, 5, 9, 9, 8))
+  blocks = [resnet3d.BottleneckBlock(4, (2, 2, 2), strided_conv=mode)
+            for mode in ('native', 'subsample')]
+  variables = synthetic_variables(blocks[0], {'x': x})
+  outputs = [quick_jit(lambda v, x, b=b: b.apply(v, x, train=False), variables, x)(variables, x)
+             for b in blocks]
+  assert outputs[0].shape == (2, 3, 5, 5, 16)
+  np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-5, atol=1e-5)
+
+
 # --- dtypes -------------------------------------------------------------------------------------
 
 def test_bfloat16_agrees_with_float32():
@@ -319,7 +366,8 @@ def test_multihead_model_parameter_tree_and_outputs():
     ('imrnet', 'connections', 'both'), ('imrnet', 'connection_conv', 'yes'),
     ('imrnet', 'connection_attention', 1), ('imrnet', 'dtype', 'float16'),
     ('imrnet', 'widths', (8, 16)), ('imrnet', 'p_temporal_strides', (1, 2, 2)),
-    ('imrnet', 'i_temporal_strides', (1, 0, 1, 1, 1)), ('coviar', 'num_classes', 0),
+    ('imrnet', 'i_temporal_strides', (1, 0, 1, 1, 1)), ('imrnet', 'strided_conv', 'slice'),
+    ('coviar', 'num_classes', 0),
     ('coviar', 'coviar_stream_weights', (1.0, 1.0)), ('coviar', 'coviar_iframe_depth', 'huge')])
 def test_bad_config_values_name_the_key(name, key, value):
   config = model_config(name=name)

@@ -31,7 +31,8 @@ DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 # The keys each model reads from config.model; all must be present (none has a silent default).
 KEYS = {
     'imrnet': ('name', 'depth', 'widths', 'streams', 'connections', 'connection_conv',
-               'connection_attention', 'i_temporal_strides', 'p_temporal_strides', 'dtype'),
+               'connection_attention', 'i_temporal_strides', 'p_temporal_strides', 'dtype',
+               'strided_conv'),
     'coviar': ('name', 'streams', 'widths', 'num_classes', 'coviar_iframe_depth',
                'coviar_pframe_depth', 'coviar_stream_weights', 'dtype'),
 }
@@ -113,7 +114,9 @@ def _imrnet_from_config(model_config: Any, dtype: Any, streams: str) -> IMRNet:
       connection_attention=_bool('connection_attention', model_config.connection_attention),
       i_temporal_strides=_temporal_strides('i_temporal_strides', model_config.i_temporal_strides),
       p_temporal_strides=_temporal_strides('p_temporal_strides', model_config.p_temporal_strides),
-      dtype=dtype)
+      dtype=dtype,
+      strided_conv=_choice('strided_conv', model_config.strided_conv,
+                           _resnet3d.STRIDED_CONV_MODES))
 
 
 def build_backbone(model_config: Any) -> nn.Module:

@@ -47,6 +47,8 @@ class IMRNet(nn.Module):
     i_temporal_strides: temporal strides of the I-stream's (stem pool, res2, res3, res4, res5).
     p_temporal_strides: the same for the M and R streams.
     dtype: compute dtype (parameters and batch-norm statistics are float32).
+    strided_conv: how the streams compute strided convs: 'native' | 'subsample' (the same
+      function and parameters; faster on CPU, see resnet3d.py).
   """
   depth: Any = 18
   widths: tuple[int, ...] = ()
@@ -57,6 +59,7 @@ class IMRNet(nn.Module):
   i_temporal_strides: tuple[int, ...] = (1, 1, 1, 1, 1)
   p_temporal_strides: tuple[int, ...] = (1, 1, 1, 1, 1)
   dtype: Any = jnp.float32
+  strided_conv: str = 'native'
 
   @nn.compact
   def __call__(self, iframes: Optional[jnp.ndarray] = None,
@@ -89,7 +92,8 @@ class IMRNet(nn.Module):
             depth=self.depth, widths=tuple(self.widths),
             temporal_strides=tuple(
                 self.i_temporal_strides if stream == 'i' else self.p_temporal_strides),
-            normalize_input=stream != 'i', dtype=self.dtype, name=f'{stream}_stream')
+            normalize_input=stream != 'i', dtype=self.dtype, strided_conv=self.strided_conv,
+            name=f'{stream}_stream')
         for stream in self.streams}
 
     x = {stream: networks[stream].forward_stem(inputs[stream], train) for stream in self.streams}

@@ -12,6 +12,12 @@ Layout follows the 3D-ResNets of Hara et al. (CVPR 2018) and torchvision's ResNe
 Convolutions and pools pad symmetrically by k // 2 (as PyTorch), so stride 2 maps n to
 floor((n - 1) / 2) + 1: 112 -> 56 -> 28 (res2) -> 14 -> 7 -> 4 (res5); T_P = 25 -> 13 -> 7 -> 4.
 Compute runs in `dtype`; parameters and batch-norm statistics are float32.
+
+`strided_conv='subsample'` computes every strided conv as its stride-1 conv followed by taking every
+s-th output (a 1x1x1 conv: every s-th input first). With the symmetric `k // 2` padding above this is
+the same function, with the same parameters; only the cost differs. It exists for XLA:CPU, whose
+transposed convolution (the input gradient of a strided conv) is several times slower than the
+stride-1 conv's gradient; accelerators keep 'native'.
 """
 
 import functools
@@ -33,6 +39,7 @@ DEPTHS = {
 }
 DEFAULT_WIDTHS = {'tiny': (8, 16, 32, 64)}  # every other depth: STANDARD_WIDTHS
 STANDARD_WIDTHS = (64, 128, 256, 512)
+STRIDED_CONV_MODES = ('native', 'subsample')
 BOTTLENECK_EXPANSION = 4
 
 # He initialisation (fan-out, normal) as in torchvision's ResNets: keeps the scale through ReLUs.
@@ -60,6 +67,25 @@ def _conv(features: int, kernel_size: Sequence[int], strides: Sequence[int] = (1
       dtype=dtype, param_dtype=jnp.float32, kernel_init=_conv_init, name=name)
 
 
+def _strided_conv(x: jnp.ndarray, features: int, kernel_size: Sequence[int],
+                  strides: Sequence[int], *, mode: str, dtype: Any, name: str) -> jnp.ndarray:
+  """`_conv(...)(x)` with strides; mode 'subsample' computes it at stride 1 and subsamples.
+
+  For an odd kernel k padded by k // 2, output i of the stride-s conv is centred on input s * i,
+  as is output s * i of the stride-1 conv; both have floor((n - 1) / s) + 1 outputs.
+  """
+  strides = tuple(strides)
+  if mode == 'native' or strides == (1, 1, 1):
+    return _conv(features, kernel_size, strides, dtype=dtype, name=name)(x)
+  if mode != 'subsample':
+    raise ValueError(f'strided_conv={mode!r}; use one of {STRIDED_CONV_MODES}.')
+  every_sth = (slice(None),) + tuple(slice(None, None, s) for s in strides)
+  conv = _conv(features, kernel_size, dtype=dtype, name=name)
+  if all(k == 1 for k in kernel_size):
+    return conv(x[every_sth])  # a pointwise conv commutes with subsampling: do less work
+  return conv(x)[every_sth]
+
+
 def _norm(*, train: bool, dtype: Any, name: str, zero_scale: bool = False) -> nn.BatchNorm:
   # No axis_name: under jit over a sharded batch, the mean is already global.
   return nn.BatchNorm(
@@ -74,20 +100,22 @@ class BasicBlock(nn.Module):
   strides: tuple[int, int, int]  # (time, height, width)
   temporal_kernel_size: int = 3
   dtype: Any = jnp.float32
+  strided_conv: str = 'native'
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
     conv = functools.partial(_conv, dtype=self.dtype)
+    strided = functools.partial(_strided_conv, mode=self.strided_conv, dtype=self.dtype)
     norm = functools.partial(_norm, train=train, dtype=self.dtype)
     kernel = (self.temporal_kernel_size, 3, 3)
-    y = conv(self.width, kernel, self.strides, name='conv1')(x)
+    y = strided(x, self.width, kernel, self.strides, name='conv1')
     y = nn.relu(norm(name='norm1')(y))
     y = conv(self.width, kernel, name='conv2')(y)
     # Zero-initialised last scale: each block starts as the identity (Goyal et al., 2017).
     y = norm(name='norm2', zero_scale=True)(y)
     shortcut = x
     if x.shape[-1] != self.width or tuple(self.strides) != (1, 1, 1):
-      shortcut = conv(self.width, (1, 1, 1), self.strides, name='shortcut_conv')(x)
+      shortcut = strided(x, self.width, (1, 1, 1), self.strides, name='shortcut_conv')
       shortcut = norm(name='shortcut_norm')(shortcut)
     return nn.relu(y + shortcut)
 
@@ -98,21 +126,23 @@ class BottleneckBlock(nn.Module):
   strides: tuple[int, int, int]
   temporal_kernel_size: int = 3
   dtype: Any = jnp.float32
+  strided_conv: str = 'native'
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
     conv = functools.partial(_conv, dtype=self.dtype)
+    strided = functools.partial(_strided_conv, mode=self.strided_conv, dtype=self.dtype)
     norm = functools.partial(_norm, train=train, dtype=self.dtype)
     out_channels = self.width * BOTTLENECK_EXPANSION
     y = conv(self.width, (1, 1, 1), name='conv1')(x)
     y = nn.relu(norm(name='norm1')(y))
-    y = conv(self.width, (self.temporal_kernel_size, 3, 3), self.strides, name='conv2')(y)
+    y = strided(y, self.width, (self.temporal_kernel_size, 3, 3), self.strides, name='conv2')
     y = nn.relu(norm(name='norm2')(y))
     y = conv(out_channels, (1, 1, 1), name='conv3')(y)
     y = norm(name='norm3', zero_scale=True)(y)
     shortcut = x
     if x.shape[-1] != out_channels or tuple(self.strides) != (1, 1, 1):
-      shortcut = conv(out_channels, (1, 1, 1), self.strides, name='shortcut_conv')(x)
+      shortcut = strided(x, out_channels, (1, 1, 1), self.strides, name='shortcut_conv')
       shortcut = norm(name='shortcut_norm')(shortcut)
     return nn.relu(y + shortcut)
 
@@ -126,11 +156,13 @@ class Stem(nn.Module):
   temporal_stride: int = 1
   temporal_kernel_size: int = 3
   dtype: Any = jnp.float32
+  strided_conv: str = 'native'
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
     kt = self.temporal_kernel_size
-    x = _conv(self.width, (kt, 7, 7), (1, 2, 2), dtype=self.dtype, name='conv')(x)
+    x = _strided_conv(x, self.width, (kt, 7, 7), (1, 2, 2), mode=self.strided_conv,
+                      dtype=self.dtype, name='conv')
     x = nn.relu(_norm(train=train, dtype=self.dtype, name='norm')(x))
     # A temporal pool window of 1 with stride > 1 would skip frames; widen it to cover the stride.
     pool_t = max(kt, self.temporal_stride) if self.temporal_stride > 1 else 1
@@ -147,13 +179,14 @@ class ResStage(nn.Module):
   strides: tuple[int, int, int]
   temporal_kernel_size: int = 3
   dtype: Any = jnp.float32
+  strided_conv: str = 'native'
 
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
     block_cls = BasicBlock if self.block == 'basic' else BottleneckBlock
     for index in range(self.num_blocks):
       strides = self.strides if index == 0 else (1, 1, 1)
-      x = block_cls(self.width, strides, self.temporal_kernel_size, self.dtype,
+      x = block_cls(self.width, strides, self.temporal_kernel_size, self.dtype, self.strided_conv,
                     name=f'block{index + 1}')(x, train)
     return x
 
@@ -169,6 +202,9 @@ class ResNet3D(nn.Module):
     temporal_kernel_size: 3 for a 3D network; 1 makes it a per-frame 2D network.
     normalize_input: batch-normalise the raw input first (the MV and residual streams).
     dtype: compute dtype.
+    strided_conv: 'native' | 'subsample' (stride-1 conv, then every s-th output: the same
+      function and parameters, faster to differentiate on CPU; see the module docstring). The
+      stem subsamples only with normalize_input, the one case where its input needs a gradient.
 
   Besides `__call__`, IMRNet drives the stages one at a time through `forward_stem` and
   `forward_stage`, to insert its connections between them.
@@ -179,8 +215,11 @@ class ResNet3D(nn.Module):
   temporal_kernel_size: int = 3
   normalize_input: bool = False
   dtype: Any = jnp.float32
+  strided_conv: str = 'native'
 
   def setup(self):
+    if self.strided_conv not in STRIDED_CONV_MODES:
+      raise ValueError(f'strided_conv={self.strided_conv!r}; use one of {STRIDED_CONV_MODES}.')
     block, blocks_per_stage = DEPTHS[self.depth]
     if self.normalize_input:
       # float32: the raw MV / residual values go in before any cast. `use_running_average` is
@@ -189,12 +228,16 @@ class ResNet3D(nn.Module):
                                      param_dtype=jnp.float32)
     kt = self.temporal_kernel_size
     widths = tuple(self.widths) or default_widths(self.depth)
-    self.stem = Stem(widths[0], self.temporal_strides[0], kt, self.dtype)
+    # Without an input norm the stem's input (the I-frames) needs no gradient, and subsampling
+    # would only make its forward pass 4x dearer.
+    stem_mode = self.strided_conv if self.normalize_input else 'native'
+    self.stem = Stem(widths[0], self.temporal_strides[0], kt, self.dtype, stem_mode)
     stages = []
     for index, (num_blocks, width) in enumerate(zip(blocks_per_stage, widths)):
       spatial = 1 if index == 0 else 2
       stages.append(ResStage(block, num_blocks, width,
-                             (self.temporal_strides[index + 1], spatial, spatial), kt, self.dtype))
+                             (self.temporal_strides[index + 1], spatial, spatial), kt, self.dtype,
+                             self.strided_conv))
     self.res2, self.res3, self.res4, self.res5 = stages
 
   def forward_stem(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
