@@ -59,7 +59,7 @@ def classification_config(arg: str | None) -> ml_collections.ConfigDict:
     config.model.connections = 'none'
   default.apply_common_variants(config, variants)
   if 'demo' in variants:
-    config.num_epochs = 30.0  # the labelled demo set is small: 48 videos, 6 steps per epoch
+    config.num_epochs = 30.0  # a small labelled set has few steps per epoch (demo.py sets its own)
   if 'synthetic' in variants and 'demo' not in variants and 'tiny' not in variants:
     config.dataset.data_dir = default.DEMO_DATA_DIR
   return config
