@@ -27,13 +27,17 @@ import numpy as np
 from imr_jax import codec
 from imr_jax import visualization
 
-_GOP = flags.DEFINE_integer('gop', 0, 'GOP number (0-based).')
-_OUT = flags.DEFINE_string('out', 'gop.png', 'Output image path (.png).')
-_MODE = flags.DEFINE_enum('mode', 'both', ['both', 'accumulated', 'per_frame'],
-                          'Which MV / residual rows to draw.')
-_GAIN = flags.DEFINE_float('residual_gain', 2.0, 'Residual contrast: shown as 128 + gain * r.')
-_WIDTH = flags.DEFINE_integer('width', 340, 'Width for re-encoding a video that needs it.')
-_HEIGHT = flags.DEFINE_integer('height', 256, 'Height for re-encoding a video that needs it.')
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """Defines the CLI flags; called by the entry point only, so importing this module defines none."""
+  flags.DEFINE_integer('gop', 0, 'GOP number (0-based).')
+  flags.DEFINE_string('out', 'gop.png', 'Output image path (.png).')
+  flags.DEFINE_enum('mode', 'both', ['both', 'accumulated', 'per_frame'], 'Which MV / residual rows to draw.')
+  flags.DEFINE_float('residual_gain', 2.0, 'Residual contrast: shown as 128 + gain * r.')
+  flags.DEFINE_integer('width', 340, 'Width for re-encoding a video that needs it.')
+  flags.DEFINE_integer('height', 256, 'Height for re-encoding a video that needs it.')
 
 
 def _select_gop(path: pathlib.Path, index: int, accumulate: bool) -> codec.Gop:
@@ -87,14 +91,15 @@ def main(argv: Sequence[str]) -> None:
     with tempfile.TemporaryDirectory() as directory:
       if info.codec_name != 'mpeg4' or info.gop_size is None:
         print(f'{video} is {info.codec_name} with GOP size {info.gop_size}: re-encoding it to '
-              f'{_WIDTH.value}x{_HEIGHT.value} MPEG-4 first', file=sys.stderr)
+              f'{FLAGS.width}x{FLAGS.height} MPEG-4 first', file=sys.stderr)
         video = pathlib.Path(codec.reencode(video, pathlib.Path(directory) / 'stream.m4v',
-                                            width=_WIDTH.value, height=_HEIGHT.value).path)
-      picture = gop_picture(video, _GOP.value, mode=_MODE.value, residual_gain=_GAIN.value)
+                                            width=FLAGS.width, height=FLAGS.height).path)
+      picture = gop_picture(video, FLAGS.gop, mode=FLAGS.mode, residual_gain=FLAGS.residual_gain)
   except codec.CodecError as error:
     sys.exit(f'error: {error}')
-  print(visualization.save_image(picture, _OUT.value))
+  print(visualization.save_image(picture, FLAGS.out))
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

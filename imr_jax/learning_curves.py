@@ -445,9 +445,13 @@ def _ellipsize(text: str, max_width: float = LEGEND_LABEL_MAX_WIDTH) -> str:
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('out', 'curves.png', 'PNG file to write.')
-flags.DEFINE_string('metrics', None, 'Regular expression; draw only tags (split/metric) it matches, '
-                    "for example 'loss' or '^eval/'.")
+
+
+def define_flags() -> None:
+  """Defines the CLI flags; called by the entry point only, so importing this module defines none."""
+  flags.DEFINE_string('out', 'curves.png', 'PNG file to write.')
+  flags.DEFINE_string('metrics', None, 'Regular expression; draw only tags (split/metric) it matches, '
+                      "for example 'loss' or '^eval/'.")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -472,4 +476,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)
