@@ -110,3 +110,16 @@ def test_config_variants_are_checked():
   assert ctp.get_config('binary').task.name == 'ctp_binary'
   config = supervised.get_config('hmdb51:2:no_attention')
   assert (config.dataset.data_dir, config.model.connection_attention) == ('data/hmdb51/split2', False)
+
+
+def test_clip_picture_command_draws_the_pmsp_grid(synthetic_data, tmp_path):
+  output = tmp_path / 'clip.png'
+  printed = _run(['-m', 'data_prep.visualize_clip', f'--data_dir={synthetic_data}',
+                  '--config=configs/pmsp.py:tiny', '--seed=3', f'--output={output}'])
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  with Image.open(output) as picture:
+    width, height = picture.size
+    assert picture.mode == 'RGB'
+  assert f'({width} x {height})' in printed
+  # One column per GOP of the tiny clip beside the row-name column; rows for I, PMSP levels, MVs, residuals.
+  assert width > 110 and height > width
