@@ -77,6 +77,35 @@ def test_round_trip(encoding):
     assert np.abs(decoded['iframes'].astype(int) - iframes).mean() < 9
 
 
+@pytest.mark.parametrize('encoding', schema.ENCODINGS)
+@pytest.mark.parametrize('crop', [(0, 0, HEIGHT, WIDTH), (3, 5, 7, 9), (4, 8, 8, 8), (1, 0, 11, 16)])
+def test_crop_equals_whole_frame_decoding_then_slicing(encoding, crop):
+  # Random (textured) frames, so that any JPEG block or PNG row misalignment would show.
+  features, whole = _round_trip(encoding, [_gop(np.random.default_rng(1), 3)])
+  size = dict(height=features[schema.VIDEO_HEIGHT], width=features[schema.VIDEO_WIDTH])
+  top, left, height, width = crop
+  for box in (crop, tf.constant(crop, tf.int32)):  # Python ints, and a tensor as the pipeline has it.
+    cropped = {
+        'iframes': schema.decode_iframes(features[schema.GOP_IFRAME], crop=box, **size),
+        'motion_energy': schema.decode_motion_energy(features[schema.GOP_MOTION_ENERGY], crop=box,
+                                                     **size),
+        'motion_vectors': schema.decode_motion_vectors(features[schema.PFRAME_MOTION_VECTORS],
+                                                       encoding=encoding, crop=box, **size),
+        'residuals': schema.decode_residuals(features[schema.PFRAME_RESIDUALS], encoding=encoding, crop=box,
+                                             **size),
+    }
+    for name, value in cropped.items():
+      expected = whole[name][:, top:top + height, left:left + width]
+      assert value.dtype == expected.dtype, name
+      np.testing.assert_array_equal(value.numpy(), expected, err_msg=name)
+
+
+def test_crop_outside_the_frame_is_rejected():
+  features, _ = _round_trip('default', [_gop(np.random.default_rng(0), 1)])
+  with pytest.raises(ValueError, match='inside'):
+    schema.decode_iframes(features[schema.GOP_IFRAME], height=HEIGHT, width=WIDTH, crop=(4, 8, 9, 8))
+
+
 def test_default_residual_is_close_on_smooth_content():
   yy, xx = np.mgrid[:48, :64]
   residual = np.stack([xx - 32, yy - 24, (xx + yy) // 2 - 50], -1).astype(np.int16)[None]

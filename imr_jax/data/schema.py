@@ -3,7 +3,7 @@
 This module is the single source of truth for the feature names, their encodings and their decodings.
 The writer (`data_prep`) builds records with `encode_gop` and `serialize_example`; the input pipeline
 parses them with `parse_example` and turns the encoded bytes into tensors in physical units with the
-`decode_*` functions. A record holds, per video:
+`decode_*` functions (whole frames, or only a crop box of them). A record holds, per video:
 
   video/id, video/label, video/num_frames, video/num_gops, video/height, video/width, video/gop_size
   gop/num_pframes      int64 [num_gops]
@@ -283,12 +283,44 @@ def parse_example(serialized: tf.Tensor | bytes) -> dict[str, tf.Tensor]:
   return tf.io.parse_single_example(serialized, feature_spec())
 
 
-def _map_decode(fn, encoded: tf.Tensor, shape, dtype) -> tf.Tensor:
-  """Applies `fn` to every element of a string vector [N] -> dtype [N, *shape]."""
+Crop = tuple[int | tf.Tensor, int | tf.Tensor, int | tf.Tensor, int | tf.Tensor] | tf.Tensor
+
+
+def _crop_window(crop: Crop | None, height, width):
+  """The (top, left, height, width) to slice: the crop box, or the whole frame when `crop` is None."""
+  if crop is None:
+    return 0, 0, height, width
+  if tf.is_tensor(crop):
+    return tuple(tf.unstack(tf.cast(crop, tf.int32), num=4))
+  if len(crop) != 4:
+    raise ValueError(f'crop must be (top, left, height, width), got {crop!r}.')
+  top, left, crop_height, crop_width = crop
+  if all(isinstance(v, int) for v in (top, left, crop_height, crop_width, height, width)) and not (
+      0 <= top and 0 <= left and 0 < crop_height <= height - top and 0 < crop_width <= width - left):
+    raise ValueError(f'crop {crop!r} (top, left, height, width) is not a non-empty box inside the '
+                     f'{height} x {width} frame.')
+  return tuple(crop)
+
+
+def _map_decode(fn, encoded: tf.Tensor, crop: Crop | None, height, width, channels: int | None,
+                dtype) -> tf.Tensor:
+  """Decodes every element of a string vector [N] into its codes, cropped: dtype [N, h, w(, channels)].
+
+  `fn(data)` decodes one element to dtype (H, W, C); the crop slices it before anything else is done with
+  it, so the caller's conversion to physical units only touches the kept pixels. (The whole image is still
+  decoded: `decode_and_crop_jpeg` with 4:2:0 chroma gives other pixels at the box edges than a whole-frame
+  decode.)
+  """
+  top, left, crop_height, crop_width = _crop_window(crop, height, width)
+
+  def decode(data):
+    codes = fn(data)[top:top + crop_height, left:left + crop_width]
+    return codes if channels is not None else codes[..., 0]
+
+  shape = [d if isinstance(d, int) else None for d in (crop_height, crop_width)]
+  shape += [] if channels is None else [channels]
   encoded = tf.convert_to_tensor(encoded, tf.string)
-  static = [d if isinstance(d, int) else None for d in shape]
-  decoded = tf.map_fn(fn, encoded, fn_output_signature=tf.TensorSpec(static, dtype))
-  return decoded
+  return tf.map_fn(decode, encoded, fn_output_signature=tf.TensorSpec(shape, dtype))
 
 
 def _decode_int16(data: tf.Tensor, height, width, channels: int) -> tf.Tensor:
@@ -303,55 +335,68 @@ def _decode_image(data: tf.Tensor, channels: int, dtype=tf.uint8) -> tf.Tensor:
   return tf.io.decode_image(data, channels=channels, dtype=dtype, expand_animations=False)
 
 
-def decode_iframes(encoded: tf.Tensor, *, height: int | tf.Tensor, width: int | tf.Tensor) -> tf.Tensor:
-  """Encoded I-frames, string [N] -> uint8 [N, H, W, 3] RGB (JPEG or PNG, either encoding)."""
-  frames = _map_decode(lambda data: _decode_image(data, 3), encoded, (height, width, 3), tf.uint8)
-  return frames
+# Every decoder takes `crop`: None for whole frames, or a box (top, left, height, width) of ints or an
+# int32 (4,) tensor, inside the frame. Cropping at decode time equals decoding whole frames and slicing,
+# and is cheaper: the 8-bit codes are sliced before their conversion to float, which costs more than the
+# image decoding itself (a training crop keeps half the frame or less).
+
+
+def decode_iframes(encoded: tf.Tensor, *, height: int | tf.Tensor, width: int | tf.Tensor,
+                   crop: Crop | None = None) -> tf.Tensor:
+  """Encoded I-frames, string [N] -> uint8 [N, h, w, 3] RGB (JPEG or PNG, either encoding).
+
+  (h, w) is (height, width), or the crop box's size.
+  """
+  return _map_decode(lambda data: _decode_image(data, 3), encoded, crop, height, width, 3, tf.uint8)
 
 
 def decode_motion_vectors(encoded: tf.Tensor, *, encoding: Encoding, height: int | tf.Tensor,
-                          width: int | tf.Tensor) -> tf.Tensor:
-  """Encoded accumulated MV maps, string [N] -> float32 [N, H, W, 2] in pixels (x then y).
+                          width: int | tf.Tensor, crop: Crop | None = None) -> tf.Tensor:
+  """Encoded accumulated MV maps, string [N] -> float32 [N, h, w, 2] in pixels (x then y).
 
   'default' gives integer pixels round((code - 128) / 6.375): the stored vector itself for |v| <= 20 px,
   +-20 beyond (the network's input is clipped there anyway). 'lossless' gives the stored int16 exactly.
+  (h, w) is (height, width), or the crop box's size.
   """
   _check_encoding(encoding)
   if encoding == 'lossless':
-    def fn(data):
-      return tf.cast(_decode_int16(data, height, width, 2), tf.float32)
-  else:
-    def fn(data):
-      # Grey + alpha PNG: decode_png cannot be asked for 2 channels, so take what it stores and check.
-      codes = tf.reshape(tf.io.decode_png(data, channels=0), tf.stack([height, width, 2]))
-      codes = tf.cast(codes, tf.float32)
-      return tf.round((codes - MV_CODE_ZERO) / MV_CODE_SCALE)
-  return _map_decode(fn, encoded, (height, width, 2), tf.float32)
+    vectors = _map_decode(lambda data: _decode_int16(data, height, width, 2), encoded, crop, height,
+                          width, 2, tf.int16)
+    return tf.cast(vectors, tf.float32)
+
+  def fn(data):
+    # Grey + alpha PNG: decode_png cannot be asked for 2 channels, so take what it stores and check.
+    return tf.reshape(tf.io.decode_png(data, channels=0), tf.stack([height, width, 2]))
+  codes = tf.cast(_map_decode(fn, encoded, crop, height, width, 2, tf.uint8), tf.float32)
+  return tf.round((codes - MV_CODE_ZERO) / MV_CODE_SCALE)
 
 
 def decode_residuals(encoded: tf.Tensor, *, encoding: Encoding, height: int | tf.Tensor,
-                     width: int | tf.Tensor) -> tf.Tensor:
-  """Encoded accumulated residuals, string [N] -> float32 [N, H, W, 3] RGB intensity differences.
+                     width: int | tf.Tensor, crop: Crop | None = None) -> tf.Tensor:
+  """Encoded accumulated residuals, string [N] -> float32 [N, h, w, 3] RGB intensity differences.
 
   'default' gives clip(r, -128, 127) (what the network sees after its own clip(r + 128, 0, 255)) up to
   the JPEG error (mean absolute about 2 levels); 'lossless' gives r in [-255, 255] exactly.
+  (h, w) is (height, width), or the crop box's size.
   """
   _check_encoding(encoding)
   if encoding == 'lossless':
-    def fn(data):
-      return tf.cast(_decode_int16(data, height, width, 3), tf.float32)
-  else:
-    def fn(data):
-      return tf.cast(_decode_image(data, 3), tf.float32) - RESIDUAL_CODE_ZERO
-  return _map_decode(fn, encoded, (height, width, 3), tf.float32)
+    residuals = _map_decode(lambda data: _decode_int16(data, height, width, 3), encoded, crop, height,
+                            width, 3, tf.int16)
+    return tf.cast(residuals, tf.float32)
+  codes = _map_decode(lambda data: _decode_image(data, 3), encoded, crop, height, width, 3, tf.uint8)
+  return tf.cast(codes, tf.float32) - RESIDUAL_CODE_ZERO
 
 
-def decode_motion_energy(encoded: tf.Tensor, *, height: int | tf.Tensor,
-                         width: int | tf.Tensor) -> tf.Tensor:
-  """Encoded motion energy maps, string [N] -> float32 [N, H, W] (sum of MV magnitudes, px)."""
-  def fn(data):
-    return tf.cast(_decode_image(data, 1, tf.uint16)[..., 0], tf.float32)
-  return _map_decode(fn, encoded, (height, width), tf.float32)
+def decode_motion_energy(encoded: tf.Tensor, *, height: int | tf.Tensor, width: int | tf.Tensor,
+                         crop: Crop | None = None) -> tf.Tensor:
+  """Encoded motion energy maps, string [N] -> float32 [N, h, w] (sum of MV magnitudes, px).
+
+  (h, w) is (height, width), or the crop box's size.
+  """
+  energy = _map_decode(lambda data: _decode_image(data, 1, tf.uint16), encoded, crop, height, width,
+                       None, tf.uint16)
+  return tf.cast(energy, tf.float32)
 
 
 def tfds_features(label_names: Sequence[str]):
