@@ -16,6 +16,7 @@ r"""The embedded demo: does PMSP pretraining help? On a CPU, in about ten minute
    `tensorboard --logdir WORKDIR`.
 """
 
+import hashlib
 import json
 import os
 import subprocess
@@ -82,6 +83,8 @@ def main(argv):
   pretrain_data = convert('pretrain', FLAGS.pretrain_videos_per_class, 2, workdir)
   labelled_data = convert('labelled', FLAGS.labelled_videos_per_class, FLAGS.test_videos_per_class, workdir)
   data_minutes = (time.time() - begin) / 60
+  fingerprints = {name: fingerprint(path) for name, path in (('pretrain', pretrain_data),
+                                                             ('labelled', labelled_data))}
 
   config = pmsp.get_config('demo')
   config.dataset.data_dir = pretrain_data
@@ -104,25 +107,46 @@ def main(argv):
                                                    os.path.join(workdir, run_name))
 
   any_run = next(iter(results['scratch'].values()))
-  print(f'\nIMRNet on the synthetic motion set: {any_run["num_videos"]} test videos, '
+  num_videos = any_run['num_videos']
+  print(f'\nIMRNet on the synthetic motion set: {num_videos} test videos, '
         f'{any_run["step"]} training steps per run; PMSP pretraining: {pretrain_final["step"]} steps, '
         f'{pretrain_minutes:.1f} min (its eval accuracy over all levels {pretrain_final["accuracy"]:.3f}).')
-  print(f'{"":26s}{"clip accuracy":>15s}{"video accuracy":>16s}{"minutes":>9s}')
+  print(f'Data fingerprints (machine-independent: compare them across machines): {fingerprints}.')
+  print(f'{"":26s}{"clip accuracy":>15s}{"video accuracy":>16s}{"+- SE":>8s}{"minutes":>9s}')
   for name, label in (('scratch', 'scratch'), ('pmsp_pretrained', 'PMSP-pretrained')):
     for seed, final in results[name].items():
+      accuracy = final['video_accuracy']
+      # The binomial standard error of an accuracy measured on num_videos test videos.
+      error = np.sqrt(accuracy * (1 - accuracy) / num_videos)
       print(f'{label + f" (seed {seed})":26s}{final["clip_accuracy"]:15.3f}'
-            f'{final["video_accuracy"]:16.3f}{minutes[f"{name}_seed{seed}"]:9.1f}')
+            f'{accuracy:16.3f}{error:8.3f}{minutes[f"{name}_seed{seed}"]:9.1f}')
+  means = {}
   for name, label in (('scratch', 'scratch'), ('pmsp_pretrained', 'PMSP-pretrained')):
     finals = list(results[name].values())
+    means[name] = np.mean([f['video_accuracy'] for f in finals])
     print(f'{label + " (mean)":26s}{np.mean([f["clip_accuracy"] for f in finals]):15.3f}'
-          f'{np.mean([f["video_accuracy"] for f in finals]):16.3f}')
+          f'{means[name]:16.3f}')
+  print(f'Gain of PMSP pretraining in video accuracy: {means["pmsp_pretrained"] - means["scratch"]:+.3f}. '
+        'On another CPU the digits differ (see the README: the network\'s arithmetic rounds by the\n'
+        'CPU\'s instruction set and core count, and training amplifies it like a change of seed); '
+        'compare against the standard errors above.')
   print(f'Total {(time.time() - begin) / 60:.1f} min (data {data_minutes:.1f}). '
         f'TensorBoard: tensorboard --logdir {workdir}')
   with open(os.path.join(workdir, 'demo_results.json'), 'w') as f:
     json.dump({'pmsp_pretraining': pretrain_final,
                **{name: {str(seed): final for seed, final in runs.items()}
                   for name, runs in results.items()},
-               'minutes': minutes}, f, indent=2, sort_keys=True)
+               'data_fingerprints': fingerprints, 'minutes': minutes}, f, indent=2, sort_keys=True)
+
+
+def fingerprint(data_dir: str) -> str:
+  """The first 12 hex digits of the SHA-256 of a converted set's shards, in name order."""
+  digest = hashlib.sha256()
+  for name in sorted(os.listdir(data_dir)):
+    if '.tfrecord-' in name:
+      with open(os.path.join(data_dir, name), 'rb') as f:
+        digest.update(f.read())
+  return digest.hexdigest()[:12]
 
 
 if __name__ == '__main__':

@@ -27,7 +27,11 @@ import os
 import pathlib
 
 import av
+from av.video.reformatter import Interpolation
 import numpy as np
+
+from imr_jax.codec.stream import EXACT_ENCODER_OPTIONS
+from imr_jax.codec.stream import EXACT_SCALING
 
 CLASSES = ('rise', 'fall', 'sweep', 'circle', 'zoom', 'bounce')
 SPLITS = ('train', 'test')
@@ -195,9 +199,15 @@ def write_video(frames: np.ndarray, path: str | os.PathLike, fps: int = 25) -> N
     stream.width, stream.height = frames.shape[2], frames.shape[1]
     stream.pix_fmt = 'yuv420p'
     stream.bit_rate = 2_000_000
-    stream.codec_context.thread_count = 1  # One thread: the bytes depend on nothing but the frames.
+    # One thread, bit-exact DCTs and colour conversion: the bytes depend on nothing but the frames,
+    # not on the machine's SIMD instruction set.
+    stream.codec_context.thread_count = 1
+    stream.codec_context.flags |= av.codec.context.Flags.bitexact
+    stream.codec_context.options = dict(EXACT_ENCODER_OPTIONS)
     for frame in frames:
-      for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format='rgb24')):
+      yuv = av.VideoFrame.from_ndarray(frame, format='rgb24').reformat(
+          format='yuv420p', threads=1, interpolation=Interpolation.BILINEAR | EXACT_SCALING)
+      for packet in stream.encode(yuv):
         container.mux(packet)
     for packet in stream.encode():
       container.mux(packet)

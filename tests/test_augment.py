@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from imr_jax.data import augment
+from tests import numerics
 
 
 def _marker_clip(height, width, row, col, size=1):
@@ -51,8 +52,10 @@ def test_downscale_keeps_marker_block_values():
   out = {k: v.numpy() for k, v in augment.crop_and_resize_clip(clip, box, size=4).items()}
   for name, value in out.items():
     assert _where(value) == ([2], [2]), name
-  np.testing.assert_allclose(out['motion_vectors'][0, 2, 2], [5.0, -3.0])  # values not rescaled
-  np.testing.assert_allclose(out['motion_energy'][0, 2, 2], 36.0)  # 4 pixels of 9: sum kept
+  # Exact: equal values blended with weights that sum to 1 (0.5 and 0.25 are exact), and an area
+  # mean of four 9s times the exact area ratio 4.
+  np.testing.assert_array_equal(out['motion_vectors'][0, 2, 2], [5.0, -3.0])  # values not rescaled
+  np.testing.assert_array_equal(out['motion_energy'][0, 2, 2], 36.0)  # 4 pixels of 9: sum kept
 
 
 def test_motion_energy_area_resize_preserves_sums():
@@ -60,11 +63,17 @@ def test_motion_energy_area_resize_preserves_sums():
   energy = rng.integers(0, 500, size=(3, 37, 53)).astype(np.float32)
   box = tf.constant([1, 7, 30, 40])
   out = augment.crop_and_resize_clip({'motion_energy': energy}, box, size=16)['motion_energy'].numpy()
-  cropped = energy[:, 1:31, 7:47]
-  np.testing.assert_allclose(out.sum(axis=(1, 2)), cropped.sum(axis=(1, 2)), rtol=1e-5)
+  cropped = energy[:, 1:31, 7:47].astype(np.float64)  # integers: sums exact in float64
+  # Each output pixel is an area-weighted sum over at most 3 x 4 input pixels (30 x 40 -> 16 x 16),
+  # scaled twice (TensorFlow's 1 / area, our area ratio): within gamma(12 + 2 + 2) of the exact
+  # non-negative value, so the float64 sums of outputs are within that of the exact sums too.
+  rtol = numerics.gamma(16)
+  out = out.astype(np.float64)
+  numerics.assert_within(out.sum(axis=(1, 2)), cropped.sum(axis=(1, 2)),
+                         rtol * cropped.sum(axis=(1, 2)))
   # Whole cells of a 2 x 2 grid: output halves are 8 px, input halves 15 x 20 px.
-  np.testing.assert_allclose(out[:, :8, 8:].sum(axis=(1, 2)), cropped[:, :15, 20:].sum(axis=(1, 2)),
-                             rtol=1e-5)
+  numerics.assert_within(out[:, :8, 8:].sum(axis=(1, 2)), cropped[:, :15, 20:].sum(axis=(1, 2)),
+                         rtol * cropped[:, :15, 20:].sum(axis=(1, 2)))
 
 
 def test_multi_scale_crop_boxes_are_valid_and_cover_the_choices():

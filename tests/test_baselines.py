@@ -12,6 +12,13 @@ from imr_jax import tasks
 from imr_jax.data import normalization
 from imr_jax.tasks import baselines
 from imr_jax.tasks import base
+from tests import numerics
+
+pytestmark = pytest.mark.numerics
+
+# MVs compared in pixels: normalisation (3 float32 roundings), negation or rotation (at most 2) and
+# denormalisation (3) on each side, each within u of a code value <= 255, at 6.375 codes per pixel.
+MV_PX_ROUNDING = 2 * 8 * numerics.unit_roundoff(np.float32) * 255 / normalization.MV_CODE_PER_PX
 
 
 def make_config(name):
@@ -58,9 +65,9 @@ def test_aot_reverses_every_stream_and_negates_motion_vectors():
     if backwards[b]:
       np.testing.assert_array_equal(inputs['iframes'][b], batch['iframes'][b, ::-1])
       np.testing.assert_array_equal(inputs['residuals'][b], batch['residuals'][b, ::-1])
-      np.testing.assert_allclose(
+      numerics.assert_within(
           normalization.denormalize_motion_vectors(inputs['motion_vectors'][b]),
-          -normalization.denormalize_motion_vectors(batch['motion_vectors'][b, ::-1]), atol=1e-4)
+          -normalization.denormalize_motion_vectors(batch['motion_vectors'][b, ::-1]), MV_PX_ROUNDING)
     else:
       for key in base.STREAM_KEYS:
         np.testing.assert_array_equal(inputs[key][b], batch[key][b])
@@ -97,9 +104,10 @@ def test_rotating_a_rightward_motion_by_90_degrees_makes_it_move_up():
                           (2, np.rot90(-mv_px, 2, axes=(2, 3))),  # (-dx, -dy): moves left
                           (3, np.rot90(mv_px[..., ::-1] * [-1, 1], 3, axes=(2, 3)))]:  # (-dy, dx): down
     rotated = baselines.rotate(inputs, jnp.array([turns]))['motion_vectors']
-    np.testing.assert_allclose(normalization.denormalize_motion_vectors(rotated), expected, atol=1e-4)
+    numerics.assert_within(normalization.denormalize_motion_vectors(rotated), expected, MV_PX_ROUNDING)
   moved_down = baselines.rotate(inputs, jnp.array([3]))['motion_vectors']
-  assert float(normalization.denormalize_motion_vectors(moved_down)[0, 0, 0, 4, 1]) == pytest.approx(3.0)
+  numerics.assert_within(normalization.denormalize_motion_vectors(moved_down)[0, 0, 0, 4, 1], 3.0,
+                         MV_PX_ROUNDING)
 
 
 def test_rotating_four_times_returns_the_input():
@@ -136,23 +144,26 @@ def test_info_nce_known_values():
   z = jnp.eye(3) * 7.0  # orthogonal, not yet normalised: similarity 1 with itself, 0 with others
   loss, metrics = baselines.info_nce(z, z, jnp.ones(3), tau)
   expected = -np.log(np.exp(2.0) / (np.exp(2.0) + 2.0))
-  np.testing.assert_allclose(loss, expected, rtol=1e-6)
-  np.testing.assert_allclose(metrics['loss'], [expected] * 3, rtol=1e-6)
-  np.testing.assert_allclose(metrics['accuracy'], [1, 1, 1])
+  # Logits are cosine similarities / tau: at most 2; normalising rounds them by a few u more.
+  bound = numerics.cross_entropy_bound(3, 2.0, expected) + numerics.gamma(4) * 2.0
+  numerics.assert_within(loss, expected, bound)
+  numerics.assert_within(metrics['loss'], [expected] * 3, bound)
+  np.testing.assert_array_equal(metrics['accuracy'], [1, 1, 1])
   # Padding (mask 0) is no negative: two real examples leave one negative each.
   loss, _ = baselines.info_nce(z, z, jnp.array([1.0, 1.0, 0.0]), tau)
-  np.testing.assert_allclose(loss, -np.log(np.exp(2.0) / (np.exp(2.0) + 1.0)), rtol=1e-6)
+  expected = -np.log(np.exp(2.0) / (np.exp(2.0) + 1.0))
+  numerics.assert_within(loss, expected, bound)
   # Views 2 of examples 0 and 1 swapped: both retrieve the other clip, in both directions.
   z2 = jnp.array([[0.0, 1, 0], [1, 0, 0], [0, 0, 1]])
   _, metrics = baselines.info_nce(z, z2, jnp.ones(3), tau)
-  np.testing.assert_allclose(metrics['accuracy'], [0.0, 0.0, 1.0])
+  np.testing.assert_array_equal(metrics['accuracy'], [0.0, 0.0, 1.0])
   # Views 2 of examples 0 and 1 both equal view 1 of example 1. Example 0: its view 1 is orthogonal
   # to every view 2, a tie that argmax gives to the first index (right); its view 2 retrieves view 1
   # of example 1 (wrong). Example 1: its view 1 ties views 2 of 0 and 1 and takes 0 (wrong); its view
   # 2 retrieves its own view 1 (right).
   z2 = jnp.array([[0.0, 1, 0], [0, 1, 0], [0, 0, 1]])
   _, metrics = baselines.info_nce(z, z2, jnp.ones(3), tau)
-  np.testing.assert_allclose(metrics['accuracy'], [0.5, 0.5, 1.0])
+  np.testing.assert_array_equal(metrics['accuracy'], [0.5, 0.5, 1.0])  # means of 0s and 1s
 
 
 def test_info_nce_task_views_and_loss_are_symmetric():
@@ -165,7 +176,9 @@ def test_info_nce_task_views_and_loss_are_symmetric():
   e1, e2 = jax.random.normal(jax.random.key(1), (2, 3, 4))
   loss_12, _ = task.loss_and_metrics([{'projection': e1}, {'projection': e2}], targets, jnp.ones(3))
   loss_21, _ = task.loss_and_metrics([{'projection': e2}, {'projection': e1}], targets, jnp.ones(3))
-  np.testing.assert_allclose(loss_12, loss_21, rtol=1e-6)
+  # The same terms summed in another order: both within the cross-entropy bound of the exact loss
+  # (logits: cosine similarities / temperature, at most 1 / 0.1 = 10 in magnitude).
+  numerics.assert_within(loss_12, loss_21, 2 * numerics.cross_entropy_bound(3, 10.0, float(loss_12)))
   with pytest.raises(KeyError, match='view2/iframes'):
     task.prepare({k: v for k, v in batch.items() if not k.startswith('view2')}, jax.random.key(0))
 
@@ -177,11 +190,14 @@ def test_classification_loss_accuracy_and_padding():
   np.testing.assert_array_equal(inputs['iframes'], batch['iframes'])
   logits = jnp.log(jnp.array([[0.5, 0.25, 0.25], [0.6, 0.3, 0.1], [0.2, 0.2, 0.6]]))
   loss, metrics = task.loss_and_metrics({'classifier': logits}, targets, jnp.ones(3))
-  np.testing.assert_allclose(loss, -(np.log(0.5) + np.log(0.3) + np.log(0.6)) / 3, rtol=1e-6)
-  np.testing.assert_allclose(metrics['accuracy'], [1, 0, 1])
+  # Logits log(p), at most |log 0.1| = 2.3.
+  expected = -(np.log(0.5) + np.log(0.3) + np.log(0.6)) / 3
+  numerics.assert_within(loss, expected, numerics.cross_entropy_bound(3, 2.31, -np.log(0.3)))
+  np.testing.assert_array_equal(metrics['accuracy'], [1, 0, 1])
   padded = {'label': jnp.array([0, 1, -1])}  # evaluation padding: label -1, mask 0
   loss, _ = task.loss_and_metrics({'classifier': logits}, padded, jnp.array([1.0, 1.0, 0.0]))
-  np.testing.assert_allclose(loss, -(np.log(0.5) + np.log(0.3)) / 2, rtol=1e-6)
+  expected = -(np.log(0.5) + np.log(0.3)) / 2
+  numerics.assert_within(loss, expected, numerics.cross_entropy_bound(3, 2.31, -np.log(0.3)))
   with pytest.raises(base.ConfigError, match='num_classes'):
     tasks.build_task(make_config('classification'))
 
@@ -209,11 +225,13 @@ def test_classification_with_coviar_sums_stream_losses_and_scores_fused_logits()
   loss, metrics = task.loss_and_metrics(outputs, {'label': labels}, jnp.array([1.0, 1.0, 0.0]))
   i_loss = -np.log([0.5, 0.3, 0.6])
   m_loss = -np.log([0.1, 0.7, 0.8])
-  np.testing.assert_allclose(loss, i_loss[:2].mean() + m_loss[:2].mean(), rtol=1e-6)
-  np.testing.assert_allclose(metrics['loss'], i_loss + m_loss, rtol=1e-6)
-  np.testing.assert_allclose(metrics['accuracy'], [0, 1, 1])
-  np.testing.assert_allclose(metrics['accuracy/i'], [1, 0, 1])
-  np.testing.assert_allclose(metrics['loss/m'], m_loss, rtol=1e-6)
+  # Two streams' losses (logits log(p), at most |log 0.1| = 2.3), each within the bound, then added.
+  bound = 2 * numerics.cross_entropy_bound(3, 2.31, 2.31) + numerics.gamma(1) * 4.7
+  numerics.assert_within(loss, i_loss[:2].mean() + m_loss[:2].mean(), bound)
+  numerics.assert_within(metrics['loss'], i_loss + m_loss, bound)
+  np.testing.assert_array_equal(metrics['accuracy'], [0, 1, 1])
+  np.testing.assert_array_equal(metrics['accuracy/i'], [1, 0, 1])
+  numerics.assert_within(metrics['loss/m'], m_loss, numerics.cross_entropy_bound(3, 2.31, 2.31))
   config.model.num_classes = 7
   with pytest.raises(base.ConfigError, match='model.num_classes'):
     tasks.build_task(config, num_classes=3)

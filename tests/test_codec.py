@@ -1,16 +1,21 @@
 """Tests of imr_jax.codec: MV and accumulation rules by hand, known motion, real clips, bad input."""
 
+import contextlib
+import ctypes
 import pathlib
 import weakref
 
 import av
+from av.video.reformatter import Interpolation
 import numpy as np
 import pytest
 
+from data_prep import synthetic
 from imr_jax import codec
 from imr_jax.codec import gops as gops_lib
 from imr_jax.codec import kernels
 from imr_jax.codec import motion
+from imr_jax.codec import stream as stream_lib
 from tests import videos
 
 
@@ -148,7 +153,7 @@ def test_fast_path_matches_reference_on_random_vectors():
 def test_side_data_dtype_is_pyav_layout(carphone_340):
   with av.open(carphone_340.path) as container:
     stream = container.streams.video[0]
-    stream.codec_context.options = {'flags2': '+export_mvs'}
+    stream.codec_context.options = {**stream_lib.EXACT_DECODER_OPTIONS, 'flags2': '+export_mvs'}
     frames = container.decode(stream)
     next(frames)
     side_data = next(frames).side_data.get('MOTION_VECTORS')
@@ -422,7 +427,8 @@ def test_last_frame_is_reachable(square_video, tmp_path):
   assert last.start_frame + last.num_pframes == info.num_frames - 1
   # The last frame reconstructed from its I-frame and accumulated residual is the decoded frame.
   with av.open(info.path) as container:
-    decoded = [f.to_ndarray(format='rgb24') for f in container.decode(video=0)]
+    container.streams.video[0].codec_context.options = dict(stream_lib.EXACT_DECODER_OPTIONS)
+    decoded = [_rgb(f) for f in container.decode(video=0)]
   assert len(decoded) == 14
   source = np.indices((64, 96))[::-1].transpose(1, 2, 0) - last.motion_vectors[-1]
   rebuilt = last.iframe[source[..., 1], source[..., 0]].astype(int) + last.residuals[-1]
@@ -463,15 +469,21 @@ def test_reencode_short_video_and_custom_gop(tmp_path):
 # Real footage.
 
 
+def _rgb(frame):
+  """A decoded frame as RGB, by the project's machine-independent conversion (codec/stream.py)."""
+  return frame.to_ndarray(format='rgb24', threads=1,
+                          interpolation=Interpolation.BILINEAR | stream_lib.EXACT_SCALING)
+
+
 def _decode_with_vectors(path):
   """Independent of iter_gops: RGB frames, picture types and block vectors of every frame."""
   with av.open(str(path)) as container:
     stream = container.streams.video[0]
-    stream.codec_context.options = {'flags2': '+export_mvs'}
+    stream.codec_context.options = {**stream_lib.EXACT_DECODER_OPTIONS, 'flags2': '+export_mvs'}
     result = []
     for frame in container.decode(stream):
       side_data = frame.side_data.get('MOTION_VECTORS')
-      result.append((frame.to_ndarray(format='rgb24'),
+      result.append((_rgb(frame),
                      av.video.frame.PictureType(frame.pict_type).name,
                      None if side_data is None else motion.block_vectors(side_data.to_ndarray())))
   return result
@@ -593,6 +605,52 @@ def test_h264_source_is_rejected_by_iter_gops(real_clips):
     next(codec.iter_gops(real_clips[0]))
   info = codec.probe(real_clips[0])
   assert info.codec_name == 'h264' and info.num_frames > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The same bytes on every machine.
+
+# FFmpeg's AV_CPU_FLAG_* for a CPU with SSE2 as its best (x86-64's baseline): MMX, MMXEXT, SSE, SSE2.
+_SSE2_ONLY = 0x1 | 0x2 | 0x8 | 0x10
+
+
+@contextlib.contextmanager
+def _ffmpeg_as_on_a_cpu_with(cpu_flags: int):
+  """FFmpeg picks its SIMD code as if the CPU had only `cpu_flags` (0: plain C), then auto again."""
+  libraries = sorted((pathlib.Path(av.__file__).parent.parent / 'av.libs').glob('libavutil*'))
+  if not libraries:
+    pytest.skip('this PyAV build has no bundled libavutil to force CPU flags on')
+  avutil = ctypes.CDLL(str(libraries[0]))
+  avutil.av_force_cpu_flags(ctypes.c_int(cpu_flags))
+  try:
+    yield
+  finally:
+    avutil.av_force_cpu_flags(ctypes.c_int(-1))
+
+
+def test_pixels_do_not_depend_on_the_cpus_simd(real_clips, tmp_path):
+  """Re-encoding, extraction and the synthetic writer give the same bytes with FFmpeg's plain C, SSE2
+  and this CPU's best SIMD code, as on another machine; FFmpeg's default conversion does not."""
+  clip = next(p for p in real_clips if p.name == 'carphone_pristine.mp4')
+  frames = synthetic.render_video(synthetic.SyntheticConfig(width=32, height=32, num_frames=12),
+                                  'rise', np.random.SeedSequence(0))
+  outputs, default_rgb = {}, {}
+  for name, cpu_flags in (('best', -1), ('plain C', 0), ('SSE2', _SSE2_ONLY)):
+    with _ffmpeg_as_on_a_cpu_with(cpu_flags):
+      info = codec.reencode(clip, tmp_path / f'{name}.m4v', width=96, height=64)
+      gops = list(codec.iter_gops(info.path))
+      synthetic.write_video(frames, tmp_path / f'{name}.avi')
+      with av.open(str(clip)) as container:
+        default_rgb[name] = np.stack([f.to_ndarray(format='rgb24') for f in container.decode(video=0)])
+    files = [np.fromfile(path, np.uint8) for path in (info.path, tmp_path / f'{name}.avi')]
+    outputs[name] = files + [np.concatenate([g.iframe.ravel(), g.motion_vectors.ravel(),
+                                             g.residuals.ravel()]) for g in gops]
+  for name in ('plain C', 'SSE2'):
+    assert len(outputs[name]) == len(outputs['best'])
+    for actual, expected in zip(outputs[name], outputs['best']):
+      np.testing.assert_array_equal(actual, expected, err_msg=name)
+  # The forced flags took effect: FFmpeg's default YUV -> RGB conversion differs between them.
+  assert not np.array_equal(default_rgb['plain C'], default_rgb['best'])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Tests of imr_jax.models: shapes, ablation switches, gradient paths, dtypes, heads, CoViAR."""
 
 import flax
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -10,6 +11,7 @@ import pytest
 from imr_jax import models
 from imr_jax.models import connections
 from imr_jax.models import resnet3d
+from tests import numerics
 
 # A tiny model: one basic block per stage, widths 8..64. H = W = 32 leaves 1x1 at res5.
 SIZE = 32
@@ -76,6 +78,8 @@ def connection_params(params):
 # --- temporal alignment -------------------------------------------------------------------------
 
 def test_alignment_matrix_pools_repeats_and_interpolates():
+  # Each entry is an integer overlap divided by source_length in float64, one rounding (u = 1.1e-16),
+  # as are the expected fractions: assert_allclose's default rtol of 1e-7 is far above both.
   np.testing.assert_allclose(connections.alignment_matrix(6, 2),
                              [[1 / 3, 1 / 3, 1 / 3, 0, 0, 0], [0, 0, 0, 1 / 3, 1 / 3, 1 / 3]])
   np.testing.assert_allclose(connections.alignment_matrix(2, 4), [[1, 0], [1, 0], [0, 1], [0, 1]])
@@ -90,15 +94,22 @@ def test_alignment_matrix_pools_repeats_and_interpolates():
                              np.kron(np.eye(5), np.full((1, 5), 1 / 5)))
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize('source_length, target_length', [(25, 5), (5, 25), (7, 5), (5, 7), (4, 4)])
 def test_align_time_matches_matrix(source_length, target_length):
   x = jax.random.normal(jax.random.key(1), (2, source_length, 3, 2, 4))
   matrix = connections.alignment_matrix(source_length, target_length)
   expected = np.einsum('ts,bshwc->bthwc', matrix, np.asarray(x, np.float64))
   actual = connections.align_time(x, target_length)
-  np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)
+  # float32: a weighted sum of at most source_length terms, each weight rounded to float32 once (or
+  # a mean: a sum and one division), and the float64 reference exact to 1e-15: within
+  # gamma(source_length + 1) of sum |w x| (tests/numerics.py).
+  bound = numerics.gamma(source_length + 1) * np.einsum('ts,bshwc->bthwc', matrix,
+                                                       np.abs(np.asarray(x, np.float64)))
+  numerics.assert_within(actual, expected, bound)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize('source_length, target_length', [(6, 2), (2, 6), (5, 3)])
 def test_connection_conv_commutes_with_alignment(source_length, target_length):
   source = jax.random.normal(jax.random.key(2), (1, source_length, 3, 3, 4))
@@ -110,7 +121,12 @@ def test_connection_conv_commutes_with_alignment(source_length, target_length):
   matrix = connections.alignment_matrix(source_length, target_length)
   expected = np.einsum('ts,bshwc,cd->bthwd', matrix, np.asarray(source, np.float64),
                        np.asarray(kernel, np.float64))
-  np.testing.assert_allclose(message, expected, rtol=1e-5, atol=1e-5)
+  # float32: sums over source steps and channels (n = T_s * C_s terms), each term a product of
+  # three factors (the rounded weight, the source, the kernel): within gamma(n + 2) of sum |terms|.
+  bound = numerics.gamma(source_length * source.shape[-1] + 2) * np.einsum(
+      'ts,bshwc,cd->bthwd', matrix, np.abs(np.asarray(source, np.float64)),
+      np.abs(np.asarray(kernel, np.float64)))
+  numerics.assert_within(message, expected, bound)
 
 
 # --- shapes -------------------------------------------------------------------------------------
@@ -229,6 +245,56 @@ def test_gradient_reaches_p_stream_only_through_connections(mode):
 
 # --- strided_conv='subsample' -------------------------------------------------------------------
 
+class _StridedConv(nn.Module):
+  kernel: tuple[int, int, int]
+  strides: tuple[int, int, int]
+  mode: str
+
+  @nn.compact
+  def __call__(self, x):
+    return resnet3d._strided_conv(x, 4, self.kernel, self.strides, mode=self.mode,  # pylint: disable=protected-access
+                                  dtype=x.dtype, name='conv')
+
+
+# Every strided conv of the networks: the stem, a stage's first conv with and without a temporal
+# stride, and a projection shortcut; odd sizes check that stride 2 keeps floor((n - 1) / 2) + 1
+# positions both ways.
+@pytest.mark.numerics
+@pytest.mark.parametrize('kernel, strides, shape', [
+    ((3, 7, 7), (1, 2, 2), (2, 3, 33, 30, 3)), ((3, 3, 3), (2, 2, 2), (2, 7, 17, 15, 4)),
+    ((3, 3, 3), (1, 2, 2), (2, 4, 16, 16, 4)), ((1, 1, 1), (2, 2, 2), (2, 7, 17, 15, 4))])
+def test_subsampled_strided_conv_matches_native_within_rounding(kernel, strides, shape):
+  x = jax.random.normal(jax.random.key(3), shape)
+  native, subsample = (_StridedConv(kernel, strides, mode) for mode in ('native', 'subsample'))
+  variables = native.init(jax.random.key(4), x)
+  out_shape = jax.eval_shape(native.apply, variables, x).shape
+  cotangent = jax.random.normal(jax.random.key(5), out_shape)
+
+  def forward_and_gradients(module, variables, x, cotangent):
+    y, vjp = jax.vjp(module.apply, variables, x)
+    grad_variables, grad_x = vjp(cotangent)
+    return y, grad_variables['params']['conv']['kernel'], grad_x
+
+  results = {mode: jax.jit(forward_and_gradients, static_argnums=0)(module, variables, x, cotangent)
+             for mode, module in (('native', native), ('subsample', subsample))}
+  # A conv and both its gradients are sums of products, so each result lies within gamma(n) of the
+  # exact value times the same sum over |products|, whatever the summation order (numerics.py); the
+  # sums of |products| are the same maps applied to |x|, |kernel| and |cotangent|. n counts the terms:
+  # forward, the taps times input channels; input gradient, the taps times output channels; kernel
+  # gradient, every output position of the stride-1 conv. The absolute sums are computed in float32
+  # too, hence the factor (1 + gamma(n)).
+  absolute = forward_and_gradients(native, jax.tree.map(jnp.abs, variables), jnp.abs(x),
+                                   jnp.abs(cotangent))
+  taps = int(np.prod(kernel))
+  terms = (taps * shape[-1], taps * 4, int(np.prod(shape[:-1])))
+  for name, native_value, sub_value, abs_value, n in zip(
+      ('output', 'kernel gradient', 'input gradient'), results['native'], results['subsample'],
+      absolute, (terms[0], terms[2], terms[1])):
+    g = numerics.gamma(n)
+    numerics.assert_within(sub_value, native_value, 2 * g * (1 + g) * np.asarray(abs_value), name)
+  assert float(jnp.abs(results['subsample'][2]).max()) > 0
+
+
 def _outputs_and_gradients(module, variables, inputs):
   """Features, every stage's output and d(sum sin(features)) / d(params, inputs), in training mode."""
 
@@ -241,41 +307,53 @@ def _outputs_and_gradients(module, variables, inputs):
   return quick_jit(grad, variables['params'], inputs)(variables['params'], inputs)
 
 
-# Odd sizes (33, 7 P-frames) check that stride 2 keeps floor((n - 1) / 2) + 1 positions both ways;
-# P temporal strides put a temporal stride into the strided convs as well.
-@pytest.mark.parametrize('t_i, t_p, height, width', [(2, 4, 32, 32), (3, 7, 33, 30)])
-def test_subsampled_strided_convs_match_native(t_i, t_p, height, width):
-  inputs = clip_inputs(t_i=t_i, t_p=t_p, height=height, width=width, seed=3)
-  native = models.build_backbone(model_config(widths=(4, 4, 8, 8)))
-  subsample = models.build_backbone(model_config(widths=(4, 4, 8, 8), strided_conv='subsample'))
-  assert (jax.tree.map(jnp.shape, abstract_params(subsample, inputs))
-          == jax.tree.map(jnp.shape, abstract_params(native, inputs)))
-  variables = synthetic_variables(native, inputs)
-  (native_params, native_inputs), native_out = _outputs_and_gradients(native, variables, inputs)
-  (sub_params, sub_inputs), sub_out = _outputs_and_gradients(subsample, variables, inputs)
+@pytest.mark.numerics
+def test_subsampled_strided_convs_give_the_same_network():
+  """The whole IMR network (stages, features, every gradient) is the same function either way.
+
+  In float64, to FLOAT64_RTOL of each array's magnitude (tests/numerics.py).
+  """
+  with jax.enable_x64(True):
+    inputs = jax.tree.map(lambda a: a.astype(jnp.float64), clip_inputs(t_i=3, t_p=7, height=33,
+                                                                       width=30, seed=3))
+    native = models.build_backbone(model_config(widths=(4, 4, 8, 8), dtype='float64'))
+    subsample = models.build_backbone(model_config(widths=(4, 4, 8, 8), dtype='float64',
+                                                   strided_conv='subsample'))
+    assert (jax.tree.map(jnp.shape, abstract_params(subsample, inputs))
+            == jax.tree.map(jnp.shape, abstract_params(native, inputs)))
+    variables = jax.tree.map(lambda a: a.astype(jnp.float64), synthetic_variables(native, inputs))
+    (native_params, native_inputs), native_out = _outputs_and_gradients(native, variables, inputs)
+    (sub_params, sub_inputs), sub_out = _outputs_and_gradients(subsample, variables, inputs)
+  assert native_out['features'].dtype == jnp.float64
   assert (jax.tree.map(jnp.shape, sub_out['stages'])
           == jax.tree.map(jnp.shape, native_out['stages']))
   for expected, actual in ((native_out, sub_out), (native_params, sub_params),
                            (native_inputs, sub_inputs)):
-    jax.tree.map(lambda e, a: np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-5),
-                 expected, actual)
+    jax.tree_util.tree_map_with_path(
+        lambda path, e, a: numerics.relative_to_magnitude(a, e, numerics.FLOAT64_RTOL,
+                                                          jax.tree_util.keystr(path)),
+        expected, actual)
   # The inputs' gradients are what the option speeds up; they must not vanish.
-  assert float(jnp.abs(sub_inputs['motion_vectors']).max()) > 0
+  assert np.abs(np.asarray(sub_inputs['motion_vectors'])).max() > 0
 
 
+@pytest.mark.numerics
 def test_subsampled_bottleneck_block_matches_native():
-  x = jax.random.normal(jax.random.key(4), (2, 5, 9, 9, 8))
-  blocks = [resnet3d.BottleneckBlock(4, (2, 2, 2), strided_conv=mode)
-            for mode in ('native', 'subsample')]
-  variables = synthetic_variables(blocks[0], {'x': x})
-  outputs = [quick_jit(lambda v, x, b=b: b.apply(v, x, train=False), variables, x)(variables, x)
-             for b in blocks]
-  assert outputs[0].shape == (2, 3, 5, 5, 16)
-  np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-5, atol=1e-5)
+  with jax.enable_x64(True):
+    x = jax.random.normal(jax.random.key(4), (2, 5, 9, 9, 8), jnp.float64)
+    blocks = [resnet3d.BottleneckBlock(4, (2, 2, 2), dtype=jnp.float64, strided_conv=mode)
+              for mode in ('native', 'subsample')]
+    variables = jax.tree.map(lambda a: a.astype(jnp.float64),
+                             synthetic_variables(blocks[0], {'x': x}))
+    outputs = [quick_jit(lambda v, x, b=b: b.apply(v, x, train=False), variables, x)(variables, x)
+               for b in blocks]
+  assert outputs[0].shape == (2, 3, 5, 5, 16) and outputs[0].dtype == jnp.float64
+  numerics.relative_to_magnitude(outputs[1], outputs[0], numerics.FLOAT64_RTOL)  # as above
 
 
 # --- dtypes -------------------------------------------------------------------------------------
 
+@pytest.mark.numerics
 def test_bfloat16_agrees_with_float32():
   inputs = clip_inputs(batch=2, t_i=2, t_p=4)
   f32 = models.build_backbone(model_config(dtype='float32'))
@@ -288,6 +366,10 @@ def test_bfloat16_agrees_with_float32():
   expected, actual = run(f32)['features'], run(bf16)['features']
   assert actual.dtype == jnp.float32
   relative_error = float(jnp.linalg.norm(actual - expected) / jnp.linalg.norm(expected))
+  # Norm-wise: bfloat16 (u = 2^-8) rounds each of about 2L = 20 tensors on the way (the inputs and
+  # kernels of L = 10 layers) by a relative rms of u / sqrt(3); independent roundings add in
+  # quadrature through the normalised layers, sqrt(2L / 3) u = 1.0e-2; 2e-2 is twice that (measured
+  # 7.4e-3). Exactly 0 would mean no bfloat16 compute at all.
   assert 0 < relative_error < 2e-2, relative_error
 
 
@@ -305,19 +387,23 @@ def test_per_frame_resnet_matches_torchvision_parameter_count(depth, torchvision
 
 # --- CoViAR -------------------------------------------------------------------------------------
 
+@pytest.mark.numerics
 def test_coviar_is_per_frame_and_fuses_weighted_scores():
-  module = models.build_backbone(model_config(name='coviar'))
-  inputs = clip_inputs(batch=2, t_i=2, t_p=4)
-  variables = synthetic_variables(module, inputs)
-  apply = quick_jit(lambda x: module.apply(variables, **x, train=False), inputs)
-  out = apply(inputs)
+  with jax.enable_x64(True):
+    module = models.build_backbone(model_config(name='coviar', dtype='float64'))
+    inputs = jax.tree.map(lambda a: a.astype(jnp.float64), clip_inputs(batch=2, t_i=2, t_p=4))
+    variables = jax.tree.map(lambda a: a.astype(jnp.float64), synthetic_variables(module, inputs))
+    apply = quick_jit(lambda x: module.apply(variables, **x, train=False), inputs)
+    out = apply(inputs)
+    # Per frame: reversing the frames changes nothing but the order of the mean over frames.
+    reversed_logits = apply({k: v[:, ::-1] for k, v in inputs.items()})['logits']
   assert out['logits'].shape == (2, 7) and out['features'].shape == (2, 3 * 64)
-  logits = out['stream_logits']
-  np.testing.assert_allclose(out['logits'], 2 * logits['i'] + logits['m'] + logits['r'], rtol=1e-6)
+  logits = {stream: np.asarray(value) for stream, value in out['stream_logits'].items()}
+  # Exact: 2 x is exact and the model adds in this order (i, m, r).
+  np.testing.assert_array_equal(out['logits'], 2 * logits['i'] + logits['m'] + logits['r'])
   assert variables['params']['i_stream']['stem']['conv']['kernel'].shape == (1, 7, 7, 3, 8)
-  # Per frame: reversing the frames changes nothing.
-  reversed_inputs = {k: v[:, ::-1] for k, v in inputs.items()}
-  np.testing.assert_allclose(apply(reversed_inputs)['logits'], out['logits'], rtol=1e-4, atol=1e-5)
+  # float64: another summation order of the frame means (tests/numerics.py).
+  numerics.relative_to_magnitude(reversed_logits, out['logits'], numerics.FLOAT64_RTOL)
 
 
 # --- heads and the multi-head model -------------------------------------------------------------

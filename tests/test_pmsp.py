@@ -11,6 +11,9 @@ import pytest
 from imr_jax import tasks
 from imr_jax.tasks import base
 from imr_jax.tasks import pmsp
+from tests import numerics
+
+pytestmark = pytest.mark.numerics
 
 
 def cell_slice(cell, grid_size, size):
@@ -96,8 +99,9 @@ def test_temporal_bins_of_a_non_divisible_gop_count():
   energy = np.zeros((1, 5, 2, 2), np.float32)
   energy[0, :, 0, 0] = [1, 2, 0, 0, 0]
   energy[0, :, 1, 1] = [0, 0, 3, 4, 5]
-  np.testing.assert_allclose(pmsp.cell_energy(jnp.asarray(energy), pmsp.Level(2, 2)),
-                             [[[3, 0, 0, 0], [0, 0, 0, 12]]])
+  # Exact: sums of small integers.
+  np.testing.assert_array_equal(pmsp.cell_energy(jnp.asarray(energy), pmsp.Level(2, 2)),
+                                [[[3, 0, 0, 0], [0, 0, 0, 12]]])
 
 
 def test_ties_go_to_the_first_cell_and_still_bins_are_masked():
@@ -106,7 +110,7 @@ def test_ties_go_to_the_first_cell_and_still_bins_are_masked():
   result = pmsp.level_targets(jnp.asarray(energy), pmsp.Level(2, 2))
   np.testing.assert_array_equal(result['label'], [[1, 0]])
   np.testing.assert_array_equal(result['valid'], [[1, 0]])
-  np.testing.assert_allclose(result['distribution'], [[[0, 0.5, 0.5, 0], [0, 0, 0, 0]]])
+  np.testing.assert_array_equal(result['distribution'], [[[0, 0.5, 0.5, 0], [0, 0, 0, 0]]])  # 5 / 10
 
 
 def test_loss_and_metrics_known_values():
@@ -118,22 +122,25 @@ def test_loss_and_metrics_known_values():
   logits = {'2x2_2': jnp.zeros((2, 2, 4)), '4x4_1': jnp.zeros((2, 1, 16))}
   # Uniform logits: every valid bin costs log(cells); argmax picks cell 0 (the first).
   loss, metrics = pmsp.loss_and_metrics(logits, targets, jnp.ones(2), levels)
-  np.testing.assert_allclose(loss, (np.log(4) + np.log(16)) / 2, rtol=1e-6)
-  np.testing.assert_allclose(metrics['accuracy/2x2_2'], [1.0, 0.0])  # the empty bin is not counted
-  np.testing.assert_allclose(metrics['accuracy/4x4_1'], [1.0, 0.0])
-  np.testing.assert_allclose(metrics['accuracy'], [1.0, 0.0])
-  np.testing.assert_allclose(metrics['loss'], [(np.log(4) + np.log(16)) / 2] * 2, rtol=1e-6)
+  expected = (np.log(4) + np.log(16)) / 2
+  numerics.assert_within(loss, expected, numerics.cross_entropy_bound(16, 0, expected))
+  # Accuracies are exact: counts of right bins over counts of valid bins, small integers.
+  np.testing.assert_array_equal(metrics['accuracy/2x2_2'], [1.0, 0.0])  # the empty bin is not counted
+  np.testing.assert_array_equal(metrics['accuracy/4x4_1'], [1.0, 0.0])
+  np.testing.assert_array_equal(metrics['accuracy'], [1.0, 0.0])
+  numerics.assert_within(metrics['loss'], [expected] * 2, numerics.cross_entropy_bound(16, 0, expected))
   # The empty bin's logits (99) do not matter; a margin of 9 costs log(1 + (cells - 1) e^-9).
   logits = {'2x2_2': jnp.array([[[9., 0, 0, 0], [0, 0, 0, 99]], [[0, 0, 0, 9], [0, 0, 0, 9]]]),
             '4x4_1': 9.0 * jax.nn.one_hot(jnp.array([[0], [15]]), 16)}
   loss, metrics = pmsp.loss_and_metrics(logits, targets, jnp.ones(2), levels)
-  np.testing.assert_allclose(loss, (np.log1p(3 * np.exp(-9.0)) + np.log1p(15 * np.exp(-9.0))) / 2,
-                             rtol=1e-4)
-  np.testing.assert_allclose(metrics['accuracy'], [1.0, 1.0])
+  expected = (np.log1p(3 * np.exp(-9.0)) + np.log1p(15 * np.exp(-9.0))) / 2
+  numerics.assert_within(loss, expected, numerics.cross_entropy_bound(16, 9, expected))
+  np.testing.assert_array_equal(metrics['accuracy'], [1.0, 1.0])
   # Masked examples do not count: only example 1 (all right) is scored.
   loss_masked, _ = pmsp.loss_and_metrics(
       {'2x2_2': logits['2x2_2'], '4x4_1': jnp.zeros((2, 1, 16))}, targets, jnp.array([0.0, 1.0]), levels)
-  np.testing.assert_allclose(loss_masked, (np.log1p(3 * np.exp(-9.0)) + np.log(16)) / 2, rtol=1e-5)
+  expected = (np.log1p(3 * np.exp(-9.0)) + np.log(16)) / 2
+  numerics.assert_within(loss_masked, expected, numerics.cross_entropy_bound(16, 9, expected))
 
 
 def test_distribution_label_mode():
@@ -143,10 +150,12 @@ def test_distribution_label_mode():
   targets = pmsp.targets(jnp.asarray(energy), (level,))
   logits = {'2x2_1': jnp.log(jnp.array([[[0.25, 0.25, 0.25, 0.25]]]))}
   loss, _ = pmsp.loss_and_metrics(logits, targets, jnp.ones(1), (level,), label_mode='distribution')
-  np.testing.assert_allclose(loss, np.log(4), rtol=1e-6)
+  numerics.assert_within(loss, np.log(4), numerics.cross_entropy_bound(4, np.log(4), np.log(4)))
   logits = {'2x2_1': jnp.log(jnp.array([[[0.25, 0.75, 1e-9, 1e-9]]]))}
   loss, _ = pmsp.loss_and_metrics(logits, targets, jnp.ones(1), (level,), label_mode='distribution')
-  np.testing.assert_allclose(loss, -(0.25 * np.log(0.25) + 0.75 * np.log(0.75)), rtol=1e-5)
+  # The logits log(p) are rounded once more (u |log p| <= u 20.8) and the target weights too.
+  expected = -(0.25 * np.log(0.25) + 0.75 * np.log(0.75))
+  numerics.assert_within(loss, expected, numerics.cross_entropy_bound(4, -np.log(1e-9), expected))
 
 
 def test_pyramid_and_config_errors():

@@ -344,7 +344,7 @@ def iter_gops(path: Any, *, accumulate: bool = True, backend: str = 'numba') -> 
     height, width = context.height, context.width
     stream_lib.check_size(path, width, height)
     # `explode` turns the decoder's silent error concealment into an exception.
-    context.options = {'flags2': '+export_mvs', 'err_detect': 'explode'}
+    context.options = {**stream_lib.EXACT_DECODER_OPTIONS, 'flags2': '+export_mvs', 'err_detect': 'explode'}
     context.thread_count = 1
     builder = None
     gop_size = None

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import av
+from av.video.reformatter import Interpolation
 import numpy as np
 
 from imr_jax.codec.errors import CodecError
@@ -23,6 +24,13 @@ _QP2LAMBDA = 118
 # MPEG-4 Part 2 codes the time base denominator in 16 bits.
 _MAX_TIME_BASE_DENOMINATOR = 65535
 REENCODE_HINT = 're-encode it first with imr_jax.codec.reencode(src, dst)'
+# Machine-independent pixels. FFmpeg picks its DCTs and swscale its conversions by the SIMD instruction
+# set of the CPU it runs on, and plain C, SSE2, AVX2 and AVX-512 round differently: the same video
+# gave other bytes on other machines. These settings pin one exact implementation (checked with
+# FFmpeg's CPU flags forced to none, SSE2, AVX2 and all: byte-identical output; tests/test_codec.py).
+EXACT_SCALING = Interpolation.BITEXACT | Interpolation.ACCURATE_RND  # swscale flags, one thread
+EXACT_ENCODER_OPTIONS = {'dct': 'int', 'idct': 'simple'}  # with Flags.bitexact and one thread
+EXACT_DECODER_OPTIONS = {'idct': 'simple'}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +85,7 @@ def open_video(path: Any) -> tuple[av.container.InputContainer, av.video.stream.
     container.close()
     raise CodecError(f'{path}: the video stream has no codec FFmpeg can decode; '
                      're-encode it with ffmpeg')
+  stream.codec_context.options = dict(EXACT_DECODER_OPTIONS)
   return container, stream
 
 
@@ -204,11 +213,13 @@ def reencode(src: Any, dst: Any, *, width: int = 340, height: int = 256, gop_siz
       context.max_b_frames = 0
       context.flags |= av.codec.context.Flags.qscale
       context.global_quality = qscale * _QP2LAMBDA
-      context.thread_count = 1  # The encoded bitstream must not depend on the machine.
+      context.thread_count = 1  # The encoded bitstream must not depend on the machine...
+      context.flags |= av.codec.context.Flags.bitexact  # ... nor on its SIMD instruction set.
+      context.options = dict(EXACT_ENCODER_OPTIONS)
       num_frames = 0
       for frame in _decoded_frames(src, container, stream):
-        scaled = frame.reformat(width=width, height=height, format='yuv420p',
-                                interpolation='BICUBIC')
+        scaled = frame.reformat(width=width, height=height, format='yuv420p', threads=1,
+                                interpolation=Interpolation.BICUBIC | EXACT_SCALING)
         # A keyframe flag carried over from the source would force extra I-frames.
         scaled.pict_type = av.video.frame.PictureType.NONE
         scaled.pts = num_frames
@@ -233,5 +244,6 @@ def reencode(src: Any, dst: Any, *, width: int = 340, height: int = 256, gop_siz
 
 def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
   """uint8 (H, W, 3) RGB of a decoded frame (FFmpeg's yuv420p -> rgb24 conversion)."""
-  return frame.to_ndarray(format='rgb24')
+  return frame.to_ndarray(format='rgb24', threads=1,
+                          interpolation=Interpolation.BILINEAR | EXACT_SCALING)
 

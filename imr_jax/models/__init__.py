@@ -27,7 +27,9 @@ __all__ = [
 ]
 
 NAMES = ('imrnet', 'coviar')
-DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+# float64 is for numerical checks on the CPU (it needs jax_enable_x64): tests compare two programs
+# there, where rounding is 2^29 times smaller than in float32.
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16, 'float64': jnp.float64}
 # The keys each model reads from config.model; all must be present (none has a silent default).
 KEYS = {
     'imrnet': ('name', 'depth', 'widths', 'streams', 'connections', 'connection_conv',

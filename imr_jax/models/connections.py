@@ -17,6 +17,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from imr_jax.models.resnet3d import accumulation_dtype
+
 # The gate MLP's hidden width: max(channels // GATE_REDUCTION, MIN_GATE_HIDDEN).
 GATE_REDUCTION = 4
 MIN_GATE_HIDDEN = 8
@@ -51,12 +53,13 @@ def align_time(x: jnp.ndarray, target_length: int) -> jnp.ndarray:
   if source_length % target_length == 0:
     factor = source_length // target_length
     grouped = x.reshape(x.shape[0], target_length, factor, *x.shape[2:])
-    return jnp.mean(grouped, axis=2, dtype=jnp.float32).astype(x.dtype)
+    return jnp.mean(grouped, axis=2, dtype=accumulation_dtype(x.dtype)).astype(x.dtype)
   if target_length % source_length == 0:
     return jnp.repeat(x, target_length // source_length, axis=1)
-  # float32 weights: fractions such as 1/3 are not exact in bfloat16.
-  weights = jnp.asarray(alignment_matrix(source_length, target_length), dtype=jnp.float32)
-  return jnp.einsum('ts,bshwc->bthwc', weights, x.astype(jnp.float32)).astype(x.dtype)
+  # At least float32 weights: fractions such as 1/3 are far from exact in bfloat16.
+  dtype = accumulation_dtype(x.dtype)
+  weights = jnp.asarray(alignment_matrix(source_length, target_length), dtype=dtype)
+  return jnp.einsum('ts,bshwc->bthwc', weights, x.astype(dtype)).astype(x.dtype)
 
 
 class DynamicConnection(nn.Module):
@@ -99,8 +102,9 @@ class DynamicConnection(nn.Module):
       message = align_time(source, target_length)
     if self.use_attention:
       pooled = jnp.concatenate([
-          jnp.mean(message, axis=(2, 3), dtype=jnp.float32),
-          jnp.mean(target, axis=(2, 3), dtype=jnp.float32)], axis=-1)  # (B, T_t, 2 C_t)
+          jnp.mean(message, axis=(2, 3), dtype=accumulation_dtype(message.dtype)),
+          jnp.mean(target, axis=(2, 3), dtype=accumulation_dtype(target.dtype))],
+          axis=-1)  # (B, T_t, 2 C_t)
       hidden = max(channels // GATE_REDUCTION, MIN_GATE_HIDDEN)
       gate = nn.relu(nn.Dense(hidden, name='gate_hidden')(pooled))
       gate = nn.sigmoid(nn.Dense(channels, name='gate_out')(gate))  # (B, T_t, C_t) in (0, 1)

@@ -11,7 +11,8 @@ Layout follows the 3D-ResNets of Hara et al. (CVPR 2018) and torchvision's ResNe
         parameter, applied in its first block's (k_t, 3, 3) conv and projection shortcut.
 Convolutions and pools pad symmetrically by k // 2 (as PyTorch), so stride 2 maps n to
 floor((n - 1) / 2) + 1: 112 -> 56 -> 28 (res2) -> 14 -> 7 -> 4 (res5); T_P = 25 -> 13 -> 7 -> 4.
-Compute runs in `dtype`; parameters and batch-norm statistics are float32.
+Compute runs in `dtype`; parameters and batch-norm statistics are float32; means and the input batch
+norm run in `accumulation_dtype(dtype)` (float32 for bfloat16 compute).
 
 `strided_conv='subsample'` computes every strided conv as its stride-1 conv followed by taking every
 s-th output (a 1x1x1 conv: every s-th input first). With the symmetric `k // 2` padding above this is
@@ -44,6 +45,11 @@ BOTTLENECK_EXPANSION = 4
 
 # He initialisation (fan-out, normal) as in torchvision's ResNets: keeps the scale through ReLUs.
 _conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+
+
+def accumulation_dtype(dtype: Any) -> Any:
+  """The dtype of means and other sums for a compute dtype: at least float32."""
+  return jnp.promote_types(dtype, jnp.float32)
 
 
 def default_widths(depth: Any) -> tuple[int, ...]:
@@ -222,10 +228,10 @@ class ResNet3D(nn.Module):
       raise ValueError(f'strided_conv={self.strided_conv!r}; use one of {STRIDED_CONV_MODES}.')
     block, blocks_per_stage = DEPTHS[self.depth]
     if self.normalize_input:
-      # float32: the raw MV / residual values go in before any cast. `use_running_average` is
-      # given per call, since `train` is a call argument.
-      self.input_norm = nn.BatchNorm(momentum=0.9, epsilon=1e-5, dtype=jnp.float32,
-                                     param_dtype=jnp.float32)
+      # At least float32: the raw MV / residual values go in before any cast.
+      # `use_running_average` is given per call, since `train` is a call argument.
+      self.input_norm = nn.BatchNorm(momentum=0.9, epsilon=1e-5,
+                                     dtype=accumulation_dtype(self.dtype), param_dtype=jnp.float32)
     kt = self.temporal_kernel_size
     widths = tuple(self.widths) or default_widths(self.depth)
     # Without an input norm the stem's input (the I-frames) needs no gradient, and subsampling
@@ -243,7 +249,7 @@ class ResNet3D(nn.Module):
   def forward_stem(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
     """(B, T, H, W, C_in) float -> (B, T', H / 4, W / 4, widths[0]) in `dtype` (rounded up)."""
     if self.normalize_input:
-      x = self.input_norm(x.astype(jnp.float32), use_running_average=not train)
+      x = self.input_norm(x.astype(accumulation_dtype(self.dtype)), use_running_average=not train)
     return self.stem(x.astype(self.dtype), train)
 
   def forward_stage(self, name: str, x: jnp.ndarray, train: bool) -> jnp.ndarray:
@@ -251,7 +257,7 @@ class ResNet3D(nn.Module):
     return getattr(self, name)(x, train)
 
   def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
-    """(B, T, H, W, C_in) -> pooled features (B, C_out) float32."""
+    """(B, T, H, W, C_in) -> pooled features (B, C_out), float32 (float64 for float64 compute)."""
     x = self.forward_stem(x, train)
     for name in STAGE_NAMES:
       x = self.forward_stage(name, x, train)
@@ -260,4 +266,4 @@ class ResNet3D(nn.Module):
 
 def global_average_pool(x: jnp.ndarray) -> jnp.ndarray:
   """(B, T, H, W, C) -> (B, C) float32 (the mean is taken in float32 for bfloat16 inputs)."""
-  return jnp.mean(x, axis=(1, 2, 3), dtype=jnp.float32)
+  return jnp.mean(x, axis=(1, 2, 3), dtype=accumulation_dtype(x.dtype))
