@@ -543,6 +543,9 @@ def define_flags() -> None:
   flags.DEFINE_integer('synthetic_test_per_class', 3, 'synthetic: test videos per class.')
   flags.DEFINE_list('synthetic_classes', list(synthetic.CLASSES), 'synthetic: motion classes.')
   flags.DEFINE_integer('synthetic_seed', 0, 'synthetic: seed of the generator.')
+  flags.DEFINE_float('validation_fraction', 0.0, 'If > 0, move this share of each class of the train '
+                     "split into a 'validation' split (by a hash of the video id), to choose "
+                     'hyperparameters on without reading the test split.')
 
 
 def listing_from_flags() -> tuple[datasets.Listing, Settings, dict[str, Any]]:
@@ -569,6 +572,9 @@ def listing_from_flags() -> tuple[datasets.Listing, Settings, dict[str, Any]]:
     source = FLAGS.source
   listing = datasets.load(FLAGS.dataset, source, split=FLAGS.split, splits_dir=FLAGS.splits_dir,
                           annotations_dir=FLAGS.annotations_dir)
+  if FLAGS.validation_fraction:
+    listing = datasets.hold_out_validation(listing, FLAGS.validation_fraction)
+    extra['validation_fraction'] = FLAGS.validation_fraction
   extra['source'] = str(pathlib.Path(source).resolve())
   if FLAGS.dataset in ('ucf101', 'hmdb51'):
     extra['official_split'] = FLAGS.split

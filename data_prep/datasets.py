@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import os
 import pathlib
 import re
@@ -293,6 +294,34 @@ def folder(source: str | os.PathLike, *, name: str = 'folder') -> Listing:
       raise DatasetError(f'Split folder {str(root / split_name)!r} holds no videos.')
     splits[split_name] = tuple(sorted(videos))
   return Listing(name, label_names, splits)
+
+
+VALIDATION = 'validation'
+
+
+def hold_out_validation(listing: Listing, fraction: float) -> Listing:
+  """Moves `fraction` of each class of the 'train' split into a new 'validation' split.
+
+  For choosing hyperparameters on labelled data without touching its test split. Stratified: each class
+  keeps its share (rounded, at least one video of a class with two or more). Which videos go depends
+  only on their ids (a SHA-256 ranking), so it is the same on every machine and rerun, and it does not
+  change when other videos are added.
+  """
+  if not 0 < fraction < 1:
+    raise DatasetError(f'validation_fraction={fraction} must be in (0, 1).')
+  if 'train' not in listing.splits or VALIDATION in listing.splits:
+    raise DatasetError(f'Cannot carve a validation split from {listing.name!r}: it needs a train split '
+                       f'and none called {VALIDATION!r} (it has {sorted(listing.splits)}).')
+  rank = lambda video: hashlib.sha256(video.video_id.encode('utf-8')).hexdigest()
+  held = set()
+  for label in sorted({video.label for video in listing.splits['train']}):
+    members = sorted((v for v in listing.splits['train'] if v.label == label), key=rank)
+    count = min(len(members) - 1, max(1, round(fraction * len(members)))) if len(members) > 1 else 0
+    held.update(video.video_id for video in members[:count])
+  splits = dict(listing.splits)
+  splits['train'] = tuple(v for v in listing.splits['train'] if v.video_id not in held)
+  splits[VALIDATION] = tuple(v for v in listing.splits['train'] if v.video_id in held)
+  return dataclasses.replace(listing, splits=splits)
 
 
 def load(name: str, source: str | os.PathLike, *, split: int = 1, splits_dir: str | None = None,

@@ -261,3 +261,24 @@ def test_synthetic_classes_all_render():
   for motion, frames in videos.items():
     assert frames.shape == (4, 24, 32, 3), motion
     assert np.abs(np.diff(frames.astype(int), axis=0)).mean() > 1, f'{motion} does not move'
+
+
+def test_hold_out_validation_is_stratified_and_depends_only_on_ids():
+  videos = tuple(datasets.Video(f'c{label}/v{i}', f'/x/c{label}/v{i}.avi', label)
+                 for label, count in ((0, 10), (1, 5), (2, 1)) for i in range(count))
+  listing = datasets.Listing('toy', ('a', 'b', 'c'), {'train': videos, 'test': videos[:2]})
+  carved = datasets.hold_out_validation(listing, 0.2)
+  validation = carved.splits[datasets.VALIDATION]
+  assert sorted(v.label for v in validation) == [0, 0, 1]  # 2 of 10, 1 of 5, none of a lone video
+  assert set(validation).isdisjoint(carved.splits['train'])
+  assert set(validation) | set(carved.splits['train']) == set(videos)
+  assert carved.splits['test'] == listing.splits['test']
+  # More videos of other classes do not move this class's choice.
+  extra = tuple(datasets.Video(f'c3/v{i}', f'/x/c3/v{i}.avi', 3) for i in range(4))
+  bigger = datasets.hold_out_validation(
+      datasets.Listing('toy', ('a', 'b', 'c', 'd'), {'train': videos + extra}), 0.2)
+  assert {v for v in bigger.splits[datasets.VALIDATION] if v.label < 3} == set(validation)
+  with pytest.raises(datasets.DatasetError, match='validation'):
+    datasets.hold_out_validation(carved, 0.2)
+  with pytest.raises(datasets.DatasetError, match='fraction'):
+    datasets.hold_out_validation(listing, 1.5)

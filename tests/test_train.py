@@ -5,6 +5,7 @@ these tests pin down the loop's own behaviour: exact resume, 1 vs 4 devices, two
 loading, the NaN guard. tests/test_main.py runs the real main.py on the real modules.
 """
 
+import functools
 import json
 import os
 import pathlib
@@ -219,6 +220,18 @@ def test_finetune_config_without_init_from_refuses_to_train_from_scratch(stand_i
   assert not (tmp_path / checkpoints.CHECKPOINT_SUBDIR).exists()
 
 
+def _quick_jit(function):
+  """jax.jit with XLA's cheap CPU pipeline: these tiny programs spend their time compiling."""
+  compiled = {}
+
+  def call(*args):
+    if 'program' not in compiled:
+      compiled['program'] = jax.jit(function).lower(*args).compile(compiler_options={
+          'xla_backend_optimization_level': 0, 'xla_llvm_disable_expensive_passes': True})
+    return compiled['program'](*args)
+  return call
+
+
 @pytest.mark.numerics
 def test_coviar_trains_each_stream_and_evaluates_the_fused_logits():
   """The real CoViAR with the classification task: per-stream losses summed, fused scores evaluated."""
@@ -228,20 +241,23 @@ def test_coviar_trains_each_stream_and_evaluates_the_fused_logits():
   batch = fake_batch(0, 4, config)
   inputs, targets = task.prepare(batch, None)
   tx, schedule = train.make_optimizer(config, steps_per_epoch=1, total_steps=4)
-  state = train.init_state(model, tx, inputs, jax.random.key(0))
+  state = _quick_jit(lambda rng: train.init_state(model, tx, inputs, rng))(jax.random.key(0))
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
 
-  _, views = train.eval_step(variables, batch, jax.random.key(1), model=model, task=task)
-  outputs = model.apply(variables, **inputs, train=False)
-  # Exact: eval_step runs the same operations on the same inputs.
-  np.testing.assert_array_equal(views['scores'], jax.nn.softmax(outputs['logits']))
+  def scores(variables, batch):
+    _, views = train.eval_step(variables, batch, jax.random.key(1), model=model, task=task)
+    return views['scores'], jax.nn.softmax(model.apply(variables, **inputs, train=False)['logits'])
+
+  # Exact: eval_step's scores are the softmax of the fused logits, in one program.
+  eval_scores, fused_scores = _quick_jit(scores)(variables, batch)
+  np.testing.assert_array_equal(eval_scores, fused_scores)
 
   def loss_fn(params):
     outputs, _ = train.apply_model(model, params, state.batch_stats, inputs, train=True,
                                    rng=jax.random.key(2))
     return task.loss_and_metrics(outputs, targets, batch['mask'])[0], outputs
 
-  (loss, outputs), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (loss, outputs), grads = _quick_jit(jax.value_and_grad(loss_fn, has_aux=True))(state.params)
   per_stream = [optax.softmax_cross_entropy_with_integer_labels(outputs['stream_logits'][s],
                                                                 batch['label']).mean() for s in 'imr']
   # Three 3-class cross-entropies of logits below 10 in magnitude (the tiny network's), each within
@@ -251,8 +267,8 @@ def test_coviar_trains_each_stream_and_evaluates_the_fused_logits():
   assert float(jnp.abs(outputs['logits']).max()) < 10.0
   for stream in 'imr':  # every stream's own classifier is trained
     assert np.abs(grads['backbone'][f'{stream}_classifier']['kernel']).sum() > 0
-  _, step_metrics, finite = train.train_step(state, batch, jax.random.key(3), model=model, task=task,
-                                             schedule=schedule)
+  _, step_metrics, finite = _quick_jit(functools.partial(
+      train.train_step, model=model, task=task, schedule=schedule))(state, batch, jax.random.key(3))
   assert np.all(finite) and {'accuracy', 'accuracy/i', 'loss/m'} <= set(metrics_lib.compute(step_metrics))
 
 

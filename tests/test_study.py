@@ -1,0 +1,39 @@
+"""benchmarks.study's bookkeeping: means and standard errors over seeds, and the tables."""
+
+import numpy as np
+import pytest
+
+from benchmarks import study
+
+
+def test_mean_and_standard_error_over_seeds():
+  mean, error = study.mean_and_error([0.5, 0.7, 0.6])
+  assert mean == pytest.approx(0.6, abs=1e-15)
+  assert error == pytest.approx(0.1 / np.sqrt(3), abs=1e-15)  # sample std 0.1, 3 seeds
+  assert study.mean_and_error([0.4]) == (0.4, 0.0)
+
+
+def test_tables_have_every_row_with_mean_and_error():
+  rows = {}
+  for row in study.TABLE1 + study.TABLE2:
+    rows[row.name] = {seed: {'video_accuracy': 0.5 + 0.1 * seed} for seed in range(3)}
+    if row in study.TABLE1:
+      for seed in range(3):
+        rows[row.name][seed].update({'probe_accuracy': 0.25, 'R@1': 0.5, 'R@5': 1.0})
+  summary = study.summarize(rows)
+  assert summary['pmsp']['video_accuracy'] == pytest.approx([0.6, 0.1 / np.sqrt(3)])
+  tables = study.markdown_tables(summary, num_seeds=3)
+  for row in study.TABLE1 + study.TABLE2:
+    assert f'| {row.title} | 60.0 ± 5.8 |' in tables
+  assert '| PMSP | 60.0 ± 5.8 | 25.0 ± 0.0 | 50.0 ± 0.0 | 100.0 ± 0.0 | - | 76.0 / 44.9 |' in tables
+  assert '| No connection | 60.0 ± 5.8 | 52.7 / 34.6 |' in tables
+
+
+def test_bar_chart_draws_a_png(tmp_path):
+  summary = {row.name: {'video_accuracy': [0.5, 0.05]} for row in study.TABLE2}
+  path = tmp_path / 'table2.png'
+  study.bar_chart(summary, study.TABLE2, (('video_accuracy', 'from scratch'),), 'Table 2', str(path),
+                  chance=1 / 6)
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  with Image.open(path) as picture:
+    assert picture.size[0] > 400 and picture.size[1] > 300
