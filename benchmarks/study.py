@@ -423,7 +423,7 @@ def define_flags() -> None:
   flags.DEFINE_string('workdir', 'runs/study', 'Where data, runs and results go; a rerun resumes.')
   flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds: every row runs once per seed.')
   flags.DEFINE_float('scale', 1.0, 'Multiplies the synthetic sets\' sizes (and so the training steps).')
-  flags.DEFINE_float('pretrain_epochs', 4.0, 'Epochs of every pretraining run over the pretraining set.')
+  flags.DEFINE_float('pretrain_epochs', 5.0, 'Epochs of every pretraining run over the pretraining set.')
   flags.DEFINE_float('finetune_epochs', 8.0, 'Epochs of every fine-tuning / scratch run.')
   flags.DEFINE_string('pretrain_data', None, 'A converted data set to pretrain on instead of the '
                       'synthetic one (its labels are never read).')

@@ -4,7 +4,9 @@
   python main.py --config=configs/supervised.py:hmdb51:1:no_attention --workdir=runs/noatt_hmdb51_1
 Variants: a data set (ucf101 | hmdb51 | synthetic; default ucf101), an official split (1 | 2 | 3;
 default 1), the connection ablations (no_connection, unidirectional, no_conv, no_attention), coviar
-(three separate streams, CoViAR-style), and demo, tiny, r50, bf16 (see default.py).
+(three separate streams, CoViAR-style), and demo, tiny, r50, bf16 (see default.py). A data set named
+in the variants is kept by demo and tiny (ucf101:1:tiny: a tiny network on UCF101 split 1); without
+one, demo and tiny use the synthetic demo set.
 """
 
 import ml_collections
@@ -57,9 +59,14 @@ def classification_config(arg: str | None) -> ml_collections.ConfigDict:
   if 'coviar' in variants:
     config.model.name = 'coviar'
     config.model.connections = 'none'
+  named_dataset = {key: config.dataset[key] for key in ('name', 'data_dir', 'train_split', 'eval_split')}
   default.apply_common_variants(config, variants)
+  if dataset:
+    # A data set named in the variants is kept: ':demo' / ':tiny' then shrink the network and clips
+    # only (e.g. ucf101:1:tiny is a tiny network on data/ucf101/split1), never switch the data.
+    config.dataset.update(named_dataset)
   if 'demo' in variants:
     config.num_epochs = 30.0  # a small labelled set has few steps per epoch (demo.py sets its own)
-  if 'synthetic' in variants and 'demo' not in variants and 'tiny' not in variants:
+  if dataset_name == 'synthetic':
     config.dataset.data_dir = default.DEMO_DATA_DIR
   return config

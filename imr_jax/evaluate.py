@@ -24,9 +24,15 @@ from imr_jax import checkpoints, parallel, train
 from imr_jax.data import pipeline
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file('config', None, 'The config the run was trained with.', lock_config=True)
-flags.DEFINE_string('workdir', None, 'The training run\'s workdir (its checkpoints are read).')
-flags.DEFINE_integer('step', None, 'Checkpoint step to evaluate; default: the latest.')
+
+
+def define_flags() -> None:
+  """The CLI's flags; defined by the entry point only, so importing this module defines none."""
+  config_flags.DEFINE_config_file('config', None, 'The config the run was trained with.',
+                                  lock_config=True)
+  flags.DEFINE_string('workdir', None, 'The training run\'s workdir (its checkpoints are read).')
+  flags.DEFINE_integer('step', None, 'Checkpoint step to evaluate; default: the latest.')
+  flags.mark_flags_as_required(['config', 'workdir'])
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
@@ -73,5 +79,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  flags.mark_flags_as_required(['config', 'workdir'])
+  define_flags()
   app.run(main)

@@ -67,7 +67,8 @@ def test_output_loads_and_verifies(reference):
   assert {name: split.num_examples for name, split in builder.info.splits.items()} == {'test': 2, 'train': 4}
   examples = list(builder.as_dataset(split='train'))
   assert sorted(e['video']['id'].numpy().decode() for e in examples) == [
-      'train/circle/circle_000.avi', 'train/circle/circle_001.avi', 'train/rise/rise_000.avi', 'train/rise/rise_001.avi']
+      'train/circle/circle_000.avi', 'train/circle/circle_001.avi', 'train/rise/rise_000.avi',
+      'train/rise/rise_001.avi']
   for example in examples:
     assert example['video']['num_frames'] == 30
     assert example['gop']['num_pframes'].numpy().tolist() == [11, 11, 5]

@@ -116,6 +116,12 @@ def test_config_variants_are_checked():
   assert ctp.get_config('binary').task.name == 'ctp_binary'
   config = supervised.get_config('hmdb51:2:no_attention')
   assert (config.dataset.data_dir, config.model.connection_attention) == ('data/hmdb51/split2', False)
+  # A named data set survives :tiny / :demo (only the network and clips shrink); none named: synthetic.
+  config = supervised.get_config('ucf101:1:tiny')
+  assert (config.dataset.name, config.dataset.data_dir, config.model.depth) == (
+      'ucf101', 'data/ucf101/split1', 'tiny')
+  assert supervised.get_config('tiny').dataset.name == 'synthetic'
+  assert supervised.get_config('synthetic:demo').dataset.data_dir == 'data/synthetic'
 
 
 def test_clip_picture_command_draws_the_pmsp_grid(synthetic_data, tmp_path):

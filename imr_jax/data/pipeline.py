@@ -150,7 +150,8 @@ def _training_clip(features: dict[str, tf.Tensor], num_usable: tf.Tensor,
   """A random window, one multi-scale crop box and one flip for all its streams, I-frame jitter.
 
   With `shifted`, the P-streams of another window of the video ('shifted_motion_vectors',
-  'shifted_residuals') and its motion energy ('shifted_motion_energy') share the crop and the flip. Returns network-space tensors, crop_size square.
+  'shifted_residuals') and its motion energy ('shifted_motion_energy') share the crop and the flip.
+  Returns network-space tensors, crop_size square.
   """
   start = sampling.random_window_start(num_usable, data.num_gops, seeds[_WINDOW])
   indices = sampling.clip_indices(features[schema.GOP_NUM_PFRAMES], start, data.num_gops,

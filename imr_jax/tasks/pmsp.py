@@ -200,7 +200,7 @@ class PMSPTask(base.Task):
 
   def heads(self) -> dict[str, Any]:
     from imr_jax.models import heads  # pylint: disable=g-import-not-at-top
-    return {'pmsp': heads.PMSPHead(levels=tuple((l.grid_size, l.temporal_bins) for l in self.levels),
+    return {'pmsp': heads.PMSPHead(levels=tuple((level.grid_size, level.temporal_bins) for level in self.levels),
                                    hidden_dim=self.hidden_dim)}
 
   def prepare(self, batch: base.Batch, rng: jax.Array):
