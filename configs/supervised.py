@@ -58,6 +58,9 @@ def classification_config(arg: str | None) -> ml_collections.ConfigDict:
     config.model.connection_attention = False
   if 'coviar' in variants:
     config.model.name = 'coviar'
+    # CoViAR classifies with its own per-stream layers: fine-tuning to another data set (another class
+    # count) re-initialises them, as the pretext heads of IMRNet.
+    config.dont_load = ('heads/.*', 'backbone/[imr]_classifier/.*')
     config.model.connections = 'none'
   named_dataset = {key: config.dataset[key] for key in ('name', 'data_dir', 'train_split', 'eval_split')}
   default.apply_common_variants(config, variants)

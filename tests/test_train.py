@@ -484,3 +484,23 @@ def test_collection_averages_over_real_examples_only():
       {'loss': jnp.array(4.0)}))
   # loss: 2.0 for 3 real examples, 4.0 for 1 -> 2.5.
   assert metrics_lib.compute(collection, 'eval/') == {'eval/accuracy': 0.5, 'eval/loss': 2.5}
+
+
+def test_a_coviar_checkpoint_loads_into_coviar_of_another_class_count():
+  """Kinetics-style CoViAR (400 classes) fine-tuned to 101: the per-stream classifiers are re-made."""
+  from configs import finetune  # pylint: disable=g-import-not-at-top
+  config = finetune.get_config('ucf101:1:coviar:tiny')
+  inputs = {name: jnp.zeros((1, 2, 16, 16, channels)) for name, channels in
+            (('iframes', 3), ('motion_vectors', 2), ('residuals', 3))}
+
+  def params(num_classes):
+    model, _ = train.build_model_and_task(config, num_classes)
+    return jax.eval_shape(lambda: model.init(jax.random.key(0), **inputs, train=False))['params']
+
+  kinetics, ucf = params(400), params(101)
+  merged = checkpoints.merge_strict(ucf, kinetics, tuple(config.dont_load), 'params')
+  assert merged['backbone']['i_classifier']['kernel'].shape[-1] == 101  # kept: fresh for 101 classes
+  stem = lambda tree: tree['backbone']['i_stream']['stem']['conv']['kernel']
+  assert stem(merged) is stem(kinetics)  # loaded
+  with pytest.raises(ValueError, match='i_classifier/kernel: checkpoint'):
+    checkpoints.merge_strict(ucf, kinetics, ('heads/.*',), 'params')
