@@ -472,7 +472,7 @@ def test_reencode_short_video_and_custom_gop(tmp_path):
 def _rgb(frame):
   """A decoded frame as RGB, by the project's machine-independent conversion (codec/stream.py)."""
   return frame.to_ndarray(format='rgb24', threads=1,
-                          interpolation=Interpolation.BILINEAR | stream_lib.EXACT_SCALING)
+                          interpolation=Interpolation.BILINEAR | stream_lib.EXACT_TO_RGB)
 
 
 def _decode_with_vectors(path):
