@@ -28,11 +28,12 @@ REENCODE_HINT = 're-encode it first with imr_jax.codec.reencode(src, dst)'
 # set of the CPU it runs on, and plain C, SSE2, AVX2 and AVX-512 round differently: the same video
 # gave other bytes on other machines. These settings pin one exact implementation (checked with
 # FFmpeg's CPU flags forced to plain C, SSE2 and all: byte-identical output; tests/test_codec.py).
-# swscale: BITEXACT suffices for scaling and RGB -> YUV at full speed; YUV -> RGB also needs
-# ACCURATE_RND (its SIMD converters round otherwise), which costs 0.56 against 0.10 ms per 340x256
-# frame. Both are used with one thread.
-EXACT_SCALING = Interpolation.BITEXACT
-EXACT_TO_RGB = Interpolation.BITEXACT | Interpolation.ACCURATE_RND
+# swscale needs BITEXACT | ACCURATE_RND for both scaling (CoViAR's bicubic) and YUV -> RGB: with
+# BITEXACT alone, plain C and AVX2 still differed by up to 2 levels. ACCURATE_RND disables swscale's
+# fast YUV -> RGB converters, which costs about 0.2-0.45 ms per 340x256 frame (README, codec speed).
+# Used with one thread.
+EXACT_SCALING = Interpolation.BITEXACT | Interpolation.ACCURATE_RND
+EXACT_TO_RGB = EXACT_SCALING
 EXACT_ENCODER_OPTIONS = {'dct': 'int', 'idct': 'simple'}  # with Flags.bitexact and one thread
 EXACT_DECODER_OPTIONS = {'idct': 'simple'}
 
