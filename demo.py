@@ -16,7 +16,6 @@ r"""The embedded demo: does PMSP pretraining help? On a CPU, in about ten minute
    `tensorboard --logdir WORKDIR`.
 """
 
-import hashlib
 import json
 import os
 import subprocess
@@ -83,8 +82,9 @@ def main(argv):
   pretrain_data = convert('pretrain', FLAGS.pretrain_videos_per_class, 2, workdir)
   labelled_data = convert('labelled', FLAGS.labelled_videos_per_class, FLAGS.test_videos_per_class, workdir)
   data_minutes = (time.time() - begin) / 60
-  fingerprints = {name: fingerprint(path) for name, path in (('pretrain', pretrain_data),
-                                                             ('labelled', labelled_data))}
+  from data_prep import verify  # pylint: disable=g-import-not-at-top
+  fingerprints = {name: verify.fingerprint(path) for name, path in (('pretrain', pretrain_data),
+                                                                    ('labelled', labelled_data))}
 
   config = pmsp.get_config('demo')
   config.dataset.data_dir = pretrain_data
@@ -137,16 +137,6 @@ def main(argv):
                **{name: {str(seed): final for seed, final in runs.items()}
                   for name, runs in results.items()},
                'data_fingerprints': fingerprints, 'minutes': minutes}, f, indent=2, sort_keys=True)
-
-
-def fingerprint(data_dir: str) -> str:
-  """The first 12 hex digits of the SHA-256 of a converted set's shards, in name order."""
-  digest = hashlib.sha256()
-  for name in sorted(os.listdir(data_dir)):
-    if '.tfrecord-' in name:
-      with open(os.path.join(data_dir, name), 'rb') as f:
-        digest.update(f.read())
-  return digest.hexdigest()[:12]
 
 
 if __name__ == '__main__':

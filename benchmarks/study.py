@@ -378,7 +378,11 @@ def main(argv):
   chance = 1.0 / len(info['label_names'])
   tables = markdown_tables(summary, len(study.seeds))
   minutes = (time.time() - study.started) / 60
+  from data_prep import verify  # pylint: disable=g-import-not-at-top
+  fingerprints = {'pretrain': verify.fingerprint(study.pretrain_data),
+                  'labelled': verify.fingerprint(study.labelled_data)}
   results = {**collected, 'summary': summary, 'seeds': list(study.seeds), 'scale': study.scale,
+             'data_fingerprints': fingerprints,
              'pretrain_epochs': study.pretrain_epochs, 'finetune_epochs': study.finetune_epochs,
              'pretrain_data': study.pretrain_data, 'labelled_data': study.labelled_data,
              'labelled_splits': info['splits'], 'chance': chance, 'machine': machine(),
@@ -390,7 +394,7 @@ def main(argv):
     f.write(f'# Study results\n\n`{command}` on {machine()}; this invocation took {minutes:.1f} min.\n'
             f'Labelled set: {info["splits"]} videos, {len(info["label_names"])} classes (chance '
             f'{100 * chance:.1f}%). Fine-tuning learning rate {collected["learning_rate"]:g}, chosen on '
-            'validation.\n\n' + tables)
+            f'validation. Data fingerprints (the same on any machine): {fingerprints}.\n\n' + tables)
   bar_chart(summary, TABLE1, (('video_accuracy', 'fine-tuned'), ('probe_accuracy', 'linear probe'),
                               ('R@1', 'retrieval R@1')),
             'Table 1: pretext tasks and baselines', os.path.join(workdir, 'table1.png'), chance)

@@ -132,6 +132,19 @@ def _check_tensors(features: dict[str, np.ndarray], decoded: dict[str, np.ndarra
   return problems
 
 
+def fingerprint(output_dir: str | os.PathLike) -> str:
+  """The first 12 hex digits of the SHA-256 of a converted set's shards, in name order.
+
+  Conversion is byte-exact on any machine (imr_jax/codec/stream.py pins FFmpeg's exact code), so two
+  machines that converted the same videos with the same settings print the same fingerprint.
+  """
+  import hashlib  # pylint: disable=g-import-not-at-top
+  digest = hashlib.sha256()
+  for path in sorted(pathlib.Path(output_dir).glob('*.tfrecord-*')):
+    digest.update(path.read_bytes())
+  return digest.hexdigest()[:12]
+
+
 def load_manifest(output_dir: str | os.PathLike) -> dict[str, Any]:
   path = pathlib.Path(output_dir) / 'manifest.json'
   try:

@@ -108,6 +108,9 @@ def test_workers_do_not_change_the_bytes(source, reference, tmp_path):
   convert.convert(datasets.folder(source, name='synthetic'), tmp_path, settings=SETTINGS, videos_per_shard=2,
                   workers=2, log=QUIET)
   assert _shards(tmp_path) == _shards(reference[0])
+  fingerprint = verify.fingerprint(tmp_path)
+  assert fingerprint == verify.fingerprint(reference[0]) and len(fingerprint) == 12
+  assert fingerprint != verify.fingerprint(tmp_path / 'empty')  # an empty folder: the empty digest
 
 
 def test_resume_redoes_only_unfinished_shards(reference, source, tmp_path):
