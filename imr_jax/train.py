@@ -5,11 +5,14 @@ then one loop over steps with periodic logging, evaluation and checkpoints. The 
 and jitted once over a device mesh (batch split on 'data', state replicated).
 """
 
+import contextlib
 import copy
 import functools
 import itertools
 import json
+import logging as python_logging
 import os
+import sys
 from typing import Any, Callable, Iterator
 
 import jax
@@ -19,12 +22,15 @@ import numpy as np
 import optax
 from absl import logging
 from clu import metric_writers, periodic_actions
+from flax import traverse_util
 from flax.training import train_state
 
 from imr_jax import checkpoints, metrics as metrics_lib, models, parallel, tasks
 from imr_jax.data import pipeline
 
 FINAL_METRICS_FILE = 'final_metrics.json'
+CONFIG_FILE = 'config.json'
+LOG_FILE = 'log.txt'
 
 
 class TrainState(train_state.TrainState):
@@ -279,6 +285,10 @@ def steps_from_config(config: ml_collections.ConfigDict, info: dict[str, Any]) -
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains (resuming from workdir's latest checkpoint), evaluates, writes final_metrics.json.
 
+  The workdir describes itself: config.json (the resolved config and the command line of the latest
+  start), log.txt (this module's log lines, appended across restarts), the event files and
+  checkpoints.
+
   Returns:
     The last evaluation's metrics (also in WORKDIR/final_metrics.json).
   """
@@ -289,6 +299,55 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         '--config.init_from=PRETRAIN_WORKDIR (a pretraining run\'s workdir), or use '
         'configs/supervised.py to train from scratch.')
   workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  with _log_file(os.path.join(workdir, LOG_FILE)):
+    if jax.process_index() == 0:
+      write_config(config, workdir)
+    return _train_and_evaluate(config, workdir)
+
+
+@contextlib.contextmanager
+def _log_file(path: str) -> Iterator[None]:
+  """Appends INFO and above of the absl log to `path`, whatever the console's verbosity."""
+  absl_logger, console = logging.get_absl_logger(), logging.get_absl_handler()
+  level = absl_logger.level
+  console_threshold = absl_logger.getEffectiveLevel()
+  quieter_console = lambda record: record.levelno >= console_threshold
+  handler = python_logging.FileHandler(path)
+  handler.setFormatter(python_logging.Formatter('%(asctime)s %(levelname)s %(message)s'))
+  handler.setLevel(python_logging.INFO)
+  # Not orbax's dozen INFO lines per checkpoint (its warnings and errors stay).
+  handler.addFilter(lambda record: record.levelno > python_logging.INFO or '/orbax/' not in record.pathname)
+  absl_logger.addHandler(handler)
+  if console_threshold > python_logging.INFO:  # let INFO through to the file only
+    console.addFilter(quieter_console)
+    absl_logger.setLevel(python_logging.INFO)
+  try:
+    yield
+  finally:
+    absl_logger.setLevel(level)
+    console.removeFilter(quieter_console)
+    absl_logger.removeHandler(handler)
+    handler.close()
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """WORKDIR/config.json: the resolved config and the command line; warns when a restart changed it."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  resolved = json.loads(config.to_json_best_effort())
+  if os.path.exists(path):
+    with open(path) as f:
+      previous = json.load(f).get('config', {})
+    before, now = (traverse_util.flatten_dict(tree, sep='.') for tree in (previous, resolved))
+    changed = sorted(key for key in set(before) | set(now) if before.get(key) != now.get(key))
+    if changed:
+      logging.warning('This restart of %s changes config keys %s (was %s).', workdir, changed,
+                      {key: before.get(key) for key in changed})
+  with open(path, 'w') as f:
+    json.dump({'command': sys.argv, 'config': resolved}, f, indent=2, sort_keys=True)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   mesh = parallel.make_mesh()
   replicated, data_sharding = parallel.replicated(mesh), parallel.data_sharding(mesh)
   info = pipeline.dataset_info(config.dataset.data_dir)
@@ -315,6 +374,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     state = state.replace(params=params, batch_stats=batch_stats)
     logging.info('Loaded step %d of %s (all but %s).', pretrain_step, config.init_from, config.dont_load)
   state, start_step = checkpoints.restore_or_init(manager, state)
+  if start_step:
+    logging.info('Resumed from step %d of %s.', start_step, workdir)
+    print(f'resumed from step {start_step} of {workdir}', flush=True)
 
   p_train_step = jax.jit(functools.partial(train_step, model=model, task=task, schedule=schedule),
                          in_shardings=(replicated, data_sharding, replicated),
@@ -322,7 +384,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   p_eval_step = make_eval_step(model, task, mesh)
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   if start_step == 0:
-    writer.write_hparams({k: str(v) for k, v in _flat_config(config).items()})
+    writer.write_hparams({k: str(v) for k, v in traverse_util.flatten_dict(config.to_dict(), sep='.').items()})
   report_progress = periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer)
   hooks = [report_progress]
   if config.profile and jax.process_index() == 0:
@@ -376,13 +438,3 @@ def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
 
 def _prefixed(values: dict[str, float], prefix: str) -> dict[str, float]:
   return {prefix + name: value for name, value in values.items()}
-
-
-def _flat_config(config: ml_collections.ConfigDict, prefix: str = '') -> dict[str, Any]:
-  flat = {}
-  for key, value in config.items():
-    if isinstance(value, ml_collections.ConfigDict):
-      flat.update(_flat_config(value, f'{prefix}{key}.'))
-    else:
-      flat[prefix + key] = value
-  return flat

@@ -504,3 +504,20 @@ def test_a_coviar_checkpoint_loads_into_coviar_of_another_class_count():
   assert stem(merged) is stem(kinetics)  # loaded
   with pytest.raises(ValueError, match='i_classifier/kernel: checkpoint'):
     checkpoints.merge_strict(ucf, kinetics, ('heads/.*',), 'params')
+
+
+def test_workdir_describes_itself_and_a_resume_says_so(stand_ins, tmp_path, capsys):
+  config = tiny_config(num_train_steps=3, eval_every_steps=100)
+  train.train_and_evaluate(config, str(tmp_path))
+  saved = json.loads((tmp_path / train.CONFIG_FILE).read_text())
+  assert saved['config'] == json.loads(config.to_json_best_effort()) and isinstance(saved['command'], list)
+  assert 'Training steps 0..3' in (tmp_path / train.LOG_FILE).read_text()
+  capsys.readouterr()
+
+  longer = tiny_config(num_train_steps=5, eval_every_steps=100)
+  train.train_and_evaluate(longer, str(tmp_path))
+  assert f'resumed from step 3 of {tmp_path}' in capsys.readouterr().out
+  log = (tmp_path / train.LOG_FILE).read_text()
+  assert 'Training steps 0..3' in log and f'Resumed from step 3 of {tmp_path}' in log  # appended
+  assert "changes config keys ['num_train_steps'] (was {'num_train_steps': 3})" in log
+  assert json.loads((tmp_path / train.CONFIG_FILE).read_text())['config']['num_train_steps'] == 5
