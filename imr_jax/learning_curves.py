@@ -8,72 +8,43 @@ the WORKDIR's name), the line style the split (train solid, eval dashed with a m
 evaluation), x is the training step. A tag `train/loss` and a tag `eval/loss` are one metric,
 `loss`, in two splits; so is a tag `loss` in event files under `WORKDIR/train/` and `WORKDIR/eval/`.
 Tags with no split (`steps_per_sec`, `uptime`) get a panel of their own, drawn solid.
-`--metrics` is a regular expression searched in `split/metric` (`eval/` keeps the eval curves only).
+`--metrics` is a regular expression searched in `split/metric` (`eval/` keeps the eval curves only);
+by default the loss and accuracy panels are drawn. A metric means different things for runs of
+different tasks (a PMSP run's accuracy is not a classifier's): when the runs' config.json files name
+different tasks, each task gets its own panels.
 
-Drawn with Pillow alone (no matplotlib), supersampled for smooth lines.
+Drawn with matplotlib.
 """
 
 from __future__ import annotations
 
 import collections
-import dataclasses
-import functools
-import math
+import json
 import os
 import pathlib
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 from absl import app
 from absl import flags
 import numpy as np
-from PIL import Image
-from PIL import ImageDraw
-from PIL import ImageFont
+
+FLAGS = flags.FLAGS
 
 # A tag's first component, or the folder an event file sits in, names the split when it is one of these.
 SPLITS = ('train', 'eval', 'valid', 'validation', 'val', 'test')
 EVENT_FILE_MARKER = 'tfevents'
+DEFAULT_METRICS = r'(^|/)(loss|accuracy|clip_accuracy|video_accuracy)$'
 
-# Layout in output pixels; everything is drawn at SUPERSAMPLE times this and then downsampled.
-PANEL_WIDTH = 440
-PANEL_HEIGHT = 300
+PANEL_SIZE_IN = (4.4, 3.0)  # inches; 100 dpi
 MAX_COLUMNS = 3
-LEGEND_SAMPLE_WIDTH = 36  # the line sample and the space before its label
-LEGEND_GAP = 24  # between entries, and at the left edge
-LEGEND_LABEL_MAX_WIDTH = 260
-LEGEND_ROW_HEIGHT = 22
-LEGEND_MARGIN = 8  # above and below the legend rows
-FONT_SIZE = 12
-SUPERSAMPLE = 2
-
-BACKGROUND = (255, 255, 255)
-AXES_COLOR = (90, 90, 90)
-GRID_COLOR = (228, 228, 228)
-TEXT_COLOR = (30, 30, 30)
-STYLE_KEY_COLOR = (110, 110, 110)
-# Tableau 10: distinct for the common forms of colour blindness and on white.
-RUN_COLORS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-              (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207))
-
-
-@dataclasses.dataclass(frozen=True)
-class LineStyle:
-  dash_px: tuple[int, int] | None  # (on, off) lengths in output pixels; None draws a solid line
-  marker: bool                     # a dot on every point: evaluations are sparse and each one counts
-
-
-SOLID = LineStyle(dash_px=None, marker=False)
-SPLIT_STYLES = {
-    '': SOLID,
-    'train': SOLID,
-    'eval': LineStyle(dash_px=(7, 4), marker=True),
-    'valid': LineStyle(dash_px=(7, 4), marker=True),
-    'validation': LineStyle(dash_px=(7, 4), marker=True),
-    'val': LineStyle(dash_px=(7, 4), marker=True),
-    'test': LineStyle(dash_px=(2, 3), marker=True),
-}
+# Tableau 10 (matplotlib's default cycle): distinct for the common forms of colour blindness.
+RUN_COLORS = ('#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f',
+              '#bcbd22', '#17becf')
+# split -> (line style, marker): evaluations are sparse and each one counts, so they get markers.
+SPLIT_STYLES = {'': ('-', None), 'train': ('-', None), 'eval': ('--', 'o'), 'valid': ('--', 'o'),
+                'validation': ('--', 'o'), 'val': ('--', 'o'), 'test': (':', 's')}
 
 
 class Curve(NamedTuple):
@@ -178,280 +149,100 @@ def run_names(workdirs: Sequence[str | os.PathLike[str]]) -> list[str]:
   return names
 
 
-class _Line(NamedTuple):
-  run_index: int
-  split: str
-  curve: Curve
+def task_of(workdir: str | os.PathLike[str]) -> str:
+  """The task a run trained (its config.json's config.task.name), or '' when it has no config.json."""
+  path = pathlib.Path(workdir) / 'config.json'
+  try:
+    return json.loads(path.read_text())['config']['task']['name']
+  except (OSError, ValueError, KeyError, TypeError):
+    return ''
 
 
 def plot_curves(curves_by_run: Mapping[str, Mapping[str, Curve]], out_path: str | os.PathLike[str],
-                metrics: str | None = None) -> tuple[int, int]:
-  """Draws one panel per metric (sorted by name), one line per run and split, into a PNG.
+                metrics: str | None = None,
+                tasks: Mapping[str, str] | None = None) -> list[dict[str, object]]:
+  """Draws one panel per metric (and task), one line per run and split, into a PNG.
 
   Args:
     curves_by_run: legend name -> `read_scalars` output, in legend (and colour) order.
     out_path: the PNG to write; its folder must exist.
-    metrics: if given, a regular expression; only tags (`split/metric`) where `re.search` finds it
-      are drawn.
+    metrics: a regular expression; only tags (`split/metric`) where `re.search` finds it are drawn.
+      None: everything.
+    tasks: legend name -> the run's task; runs of different tasks get separate panels per metric.
 
   Returns:
-    The (width, height) of the image written, in pixels: min(panels, 3) panels of 440 x 300 across,
-    under the legend: the runs, then (when the splits drawn differ in style) a key per split, packed
-    into rows 22 px high as wide as the image, with 8 px above and below.
+    The panels as drawn, in order: [{'title': str, 'lines': [(run, split, colour, line style)]}].
 
   Raises:
     NoCurvesError: no tag matches `metrics`.
   """
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
   pattern = re.compile(metrics) if metrics else None
-  panels: dict[str, list[_Line]] = collections.defaultdict(list)
+  tasks = tasks or {}
+  several_tasks = len({tasks.get(run, '') for run in curves_by_run}) > 1
+  panels: dict[str, list[tuple[int, str, str, Curve]]] = collections.defaultdict(list)
   available = set()
-  for run_index, curves in enumerate(curves_by_run.values()):
+  for run_index, (run, curves) in enumerate(curves_by_run.items()):
     for tag, curve in curves.items():
       split, metric = split_tag(tag)
       available.add(tag)
       if pattern is None or pattern.search(tag):
-        panels[metric].append(_Line(run_index, split, curve))
+        title = f'{metric} ({tasks.get(run) or "task unknown"})' if several_tasks else metric
+        panels[title].append((run_index, run, split, curve))
   if not panels:
     raise NoCurvesError(f'No tag matches --metrics={metrics!r}; the runs logged {sorted(available)}.')
 
-  legend = [(name, RUN_COLORS[index % len(RUN_COLORS)], SOLID)
-            for index, name in enumerate(curves_by_run)]
-  splits = sorted({line.split for lines in panels.values() for line in lines} - {''}, key=_split_order)
-  if len({SPLIT_STYLES[split] for split in splits} | {SOLID}) > 1:  # a key only when styles differ
-    legend += [(split, STYLE_KEY_COLOR, SPLIT_STYLES[split]) for split in splits]
-
   columns = min(len(panels), MAX_COLUMNS)
-  rows = math.ceil(len(panels) / columns)
-  width = columns * PANEL_WIDTH
-  legend_positions = _flow([label for label, _, _ in legend], width)
-  legend_height = 2 * LEGEND_MARGIN + LEGEND_ROW_HEIGHT * (legend_positions[-1][1] + 1)
-  height = legend_height + rows * PANEL_HEIGHT
-
-  canvas = _Canvas(width, height)
-  for (label, color, style), (x, row) in zip(legend, legend_positions):
-    canvas.legend_entry(x, LEGEND_MARGIN + (row + 0.5) * LEGEND_ROW_HEIGHT, label, color, style)
-  for index, metric in enumerate(sorted(panels)):
-    row, column = divmod(index, columns)
-    lines = sorted(panels[metric], key=lambda line: (_split_order(line.split), line.run_index))
-    canvas.panel(column * PANEL_WIDTH, legend_height + row * PANEL_HEIGHT, metric, lines)
-  canvas.save(out_path)
-  return width, height
-
-
-def _flow(labels: Sequence[str], width: int) -> list[tuple[float, int]]:
-  """(x, row) of each legend entry, packed left to right and wrapped at `width`."""
-  positions, x, row = [], LEGEND_GAP, 0
-  for label in labels:
-    entry_width = LEGEND_SAMPLE_WIDTH + _text_width(_ellipsize(label))
-    if x > LEGEND_GAP and x + entry_width > width:
-      x, row = LEGEND_GAP, row + 1
-    positions.append((x, row))
-    x += entry_width + LEGEND_GAP
-  return positions
+  rows = -(-len(panels) // columns)
+  figure, axes = plt.subplots(rows, columns, squeeze=False, dpi=100,
+                              figsize=(PANEL_SIZE_IN[0] * columns, PANEL_SIZE_IN[1] * rows + 0.5))
+  drawn = []
+  for axis, title in zip(axes.flat, sorted(panels)):
+    lines = []
+    for run_index, run, split, curve in sorted(panels[title], key=lambda line: (_split_order(line[2]), line[0])):
+      style, marker = SPLIT_STYLES.get(split, ('-', None))
+      color = RUN_COLORS[run_index % len(RUN_COLORS)]
+      # NaN / Inf points (a diverged step) leave a gap instead of stretching the axis.
+      values = np.where(np.isfinite(curve.values), curve.values, np.nan)
+      axis.plot(curve.steps, values, linestyle=style, marker=marker, markersize=3, color=color,
+                linewidth=1.5, label=f'{run} {split}'.strip())
+      lines.append((run, split, color, style))
+    axis.set_title(title, fontsize=10)
+    axis.set_xlabel('step', fontsize=8)
+    axis.tick_params(labelsize=8)
+    axis.grid(True, color='#e4e4e4')
+    drawn.append({'title': title, 'lines': lines})
+  for axis in list(axes.flat)[len(panels):]:
+    axis.set_visible(False)
+  # One legend for the figure: a colour per run, a style per split drawn.
+  from matplotlib.lines import Line2D  # pylint: disable=g-import-not-at-top
+  handles = [Line2D([], [], color=RUN_COLORS[i % len(RUN_COLORS)], label=run)
+             for i, run in enumerate(curves_by_run)]
+  splits = sorted({line[1] for panel in drawn for line in panel['lines']} - {''}, key=_split_order)
+  if len({SPLIT_STYLES.get(split, ('-', None)) for split in splits}) > 1:
+    handles += [Line2D([], [], color='#6e6e6e', linestyle=SPLIT_STYLES[split][0],
+                       marker=SPLIT_STYLES[split][1], markersize=3, label=split) for split in splits]
+  figure.legend(handles=handles, loc='upper center', ncols=min(len(handles), 6), fontsize=8,
+                frameon=False)
+  figure.tight_layout(rect=(0, 0, 1, 1 - 0.45 / figure.get_figheight()))
+  figure.savefig(out_path)
+  plt.close(figure)
+  return drawn
 
 
 def _split_order(split: str) -> tuple[int, str]:
-  return (0 if split in ('', 'train') else 1 if split != 'test' else 2, split)
-
-
-def nice_ticks(low: float, high: float, max_ticks: int = 6, integer: bool = False,
-               inside: bool = False) -> np.ndarray:
-  """At most `max_ticks` evenly spaced round ticks for the range [low, high].
-
-  By default they reach from one at or below `low` to one at or above `high` (the axis ends on a
-  tick); with `inside`, they are the multiples of the spacing within [low, high] (the axis ends on
-  the data). The spacing is the smallest of 1, 2, 2.5 or 5 times a power of ten that needs no more
-  ticks (and a whole number if `integer`); an empty range [v, v] is widened to v +- 10% (+- 1 for 0).
-  """
-  if not high > low:
-    spread = abs(low) * 0.1 or 1.0
-    low, high = low - spread, high + spread
-  magnitude = 10.0 ** math.floor(math.log10((high - low) / (max_ticks - 1)))
-  if integer:
-    magnitude = max(magnitude, 1.0)
-  for step in (m * magnitude * 10 ** e for e in range(3) for m in (1, 2, 2.5, 5)):
-    if integer and step != round(step):
-      continue
-    if inside:
-      first, last = math.ceil(low / step - 1e-9), math.floor(high / step + 1e-9)
-    else:
-      first, last = math.floor(low / step + 1e-9), math.ceil(high / step - 1e-9)
-    if last - first + 1 <= max_ticks:
-      return np.arange(first, last + 1) * step
-  raise AssertionError(f'no tick spacing for [{low}, {high}]')  # unreachable: 10x magnitude always fits
-
-
-def tick_labels(ticks: np.ndarray) -> list[str]:
-  """Labels for evenly spaced `ticks`, as short as their spacing allows, in one notation per axis.
-
-  [0, 0.25, 0.5] -> ['0', '0.25', '0.50']; [0, 50000, 100000] -> ['0', '50k', '100k'];
-  [0, 1e-4, 2e-4] -> ['0', '1e-04', '2e-04'].
-  """
-  largest = float(np.abs(ticks).max())
-  step = float(ticks[1] - ticks[0]) if len(ticks) > 1 else largest or 1.0
-  if largest >= 1e4 and step >= 1e2:
-    unit, suffix = (1e6, 'M') if largest >= 1e6 else (1e3, 'k')
-    labels = [f'{tick / unit:.{_decimals(step / unit)}f}{suffix}' for tick in ticks]
-  elif largest < 1e-3:
-    labels = [f'{tick:.{_decimals(step / 10 ** math.floor(math.log10(abs(tick) or step)))}e}'
-              for tick in ticks]
-  else:
-    labels = [f'{tick:.{_decimals(step)}f}' for tick in ticks]
-  # A zero tick reads '0' in every notation; '-0' (from float error) never shows.
-  return ['0' if abs(tick) < step * 1e-6 else label for tick, label in zip(ticks, labels)]
-
-
-def _decimals(step: float) -> int:
-  """Fewest decimals that write every multiple of `step` exactly (0.25 -> 2, 500 -> 0)."""
-  return next(d for d in range(12) if abs(round(step, d) - step) <= 1e-9 * step)
-
-
-class _Canvas:
-  """An RGB image drawn at SUPERSAMPLE times the output size; coordinates are in output pixels."""
-
-  def __init__(self, width: int, height: int):
-    self.size = (width, height)
-    self.image = Image.new('RGB', (width * SUPERSAMPLE, height * SUPERSAMPLE), BACKGROUND)
-    self.draw = ImageDraw.Draw(self.image)
-
-  def save(self, path: str | os.PathLike[str]) -> None:
-    self.image.resize(self.size, Image.Resampling.LANCZOS).save(path, format='PNG')
-
-  def text(self, x: float, y: float, text: str, anchor: str, color=TEXT_COLOR) -> None:
-    """`anchor` is Pillow's two-letter text anchor, for example 'mm' (centred) or 'rm'."""
-    self.draw.text((x * SUPERSAMPLE, y * SUPERSAMPLE), text, fill=color, font=_font(), anchor=anchor)
-
-  def polyline(self, points: Sequence[tuple[float, float]], color, style: LineStyle, width: float) -> None:
-    scaled = [(x * SUPERSAMPLE, y * SUPERSAMPLE) for x, y in points]
-    if len(scaled) > 1:
-      for segment in (_dashes(scaled, [d * SUPERSAMPLE for d in style.dash_px]) if style.dash_px
-                      else [scaled]):
-        self.draw.line(segment, fill=color, width=round(width * SUPERSAMPLE), joint='curve')
-    if style.marker or len(scaled) == 1:
-      radius = 2.5 * SUPERSAMPLE
-      for x, y in scaled:
-        self.draw.ellipse((x - radius, y - radius, x + radius, y + radius), fill=color)
-
-  def legend_entry(self, x: float, y: float, label: str, color, style: LineStyle) -> None:
-    self.polyline([(x, y), (x + 28, y)], color, style, width=2)
-    if style.marker:
-      self.polyline([(x + 14, y)], color, style, width=2)
-    self.text(x + LEGEND_SAMPLE_WIDTH, y, _ellipsize(label), anchor='lm')
-
-  def panel(self, left: float, top: float, title: str, lines: Sequence[_Line]) -> None:
-    """Title, axes, grid, ticks and the lines of one metric in the PANEL_WIDTH x PANEL_HEIGHT box."""
-    finite_steps = [line.curve.steps[np.isfinite(line.curve.values)] for line in lines]
-    finite_values = [line.curve.values[np.isfinite(line.curve.values)] for line in lines]
-    all_steps = np.concatenate(finite_steps)
-    all_values = np.concatenate(finite_values)
-    self.text(left + PANEL_WIDTH / 2, top + 14, title, anchor='mm')
-    if all_values.size == 0:
-      self.text(left + PANEL_WIDTH / 2, top + PANEL_HEIGHT / 2, 'no finite values', anchor='mm',
-                color=AXES_COLOR)
-      return
-    # x spans the steps logged (a fine-tuning run may start at step 50k); y ends on round ticks.
-    x_low, x_high = float(all_steps.min()), float(all_steps.max())
-    if x_low == x_high:
-      x_low, x_high = x_low - 1, x_high + 1
-    x_ticks = nice_ticks(x_low, x_high, integer=True, inside=True)
-    y_ticks = nice_ticks(float(all_values.min()), float(all_values.max()))
-    y_labels = tick_labels(y_ticks)
-
-    plot_left = left + 14 + max(_text_width(label) for label in y_labels)
-    plot_right = left + PANEL_WIDTH - 18
-    plot_top, plot_bottom = top + 30, top + PANEL_HEIGHT - 40
-
-    def to_pixel(step: float, value: float) -> tuple[float, float]:
-      x = plot_left + (step - x_low) / (x_high - x_low) * (plot_right - plot_left)
-      y = plot_bottom - (value - y_ticks[0]) / (y_ticks[-1] - y_ticks[0]) * (plot_bottom - plot_top)
-      return x, y
-
-    for tick, label in zip(x_ticks, tick_labels(x_ticks)):
-      x, _ = to_pixel(tick, y_ticks[0])
-      self.polyline([(x, plot_top), (x, plot_bottom)], GRID_COLOR, SOLID, width=1)
-      self.polyline([(x, plot_bottom), (x, plot_bottom + 4)], AXES_COLOR, SOLID, width=1)
-      self.text(x, plot_bottom + 7, label, anchor='mt')
-    for tick, label in zip(y_ticks, y_labels):
-      _, y = to_pixel(x_low, tick)
-      self.polyline([(plot_left, y), (plot_right, y)], GRID_COLOR, SOLID, width=1)
-      self.polyline([(plot_left - 4, y), (plot_left, y)], AXES_COLOR, SOLID, width=1)
-      self.text(plot_left - 7, y, label, anchor='rm')
-    self.polyline([(plot_left, plot_top), (plot_right, plot_top), (plot_right, plot_bottom),
-                   (plot_left, plot_bottom), (plot_left, plot_top)], AXES_COLOR, SOLID, width=1)
-    self.text((plot_left + plot_right) / 2, plot_bottom + 27, 'step', anchor='mt', color=AXES_COLOR)
-
-    for line in lines:
-      color = RUN_COLORS[line.run_index % len(RUN_COLORS)]
-      # A non-finite value (a diverged step) breaks the line rather than dragging it off the axes.
-      for run in _finite_runs(line.curve):
-        self.polyline([to_pixel(step, value) for step, value in run], color, SPLIT_STYLES[line.split],
-                      width=1.6)
-
-
-def _finite_runs(curve: Curve) -> Iterable[list[tuple[float, float]]]:
-  run = []
-  for step, value in zip(curve.steps.tolist(), curve.values.tolist()):
-    if math.isfinite(value):
-      run.append((step, value))
-    elif run:
-      yield run
-      run = []
-  if run:
-    yield run
-
-
-def _dashes(points: Sequence[tuple[float, float]],
-            pattern: Sequence[float]) -> list[list[tuple[float, float]]]:
-  """Cuts a polyline into the 'on' pieces of an (on, off) dash pattern that runs on across vertices."""
-  on_length, off_length = pattern
-  pieces, current = [], [points[0]]
-  drawing, left_in_dash = True, on_length
-  for (x0, y0), (x1, y1) in zip(points[:-1], points[1:]):
-    length, travelled = math.hypot(x1 - x0, y1 - y0), 0.0
-    while length - travelled > left_in_dash:
-      travelled += left_in_dash
-      point = (x0 + (x1 - x0) * travelled / length, y0 + (y1 - y0) * travelled / length)
-      if drawing:
-        pieces.append(current + [point])
-      current = [point]
-      drawing = not drawing
-      left_in_dash = on_length if drawing else off_length
-    left_in_dash -= length - travelled
-    if drawing:
-      current.append((x1, y1))
-    else:
-      current = [(x1, y1)]
-  if drawing and len(current) > 1:
-    pieces.append(current)
-  return pieces
-
-
-@functools.cache
-def _font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-  return ImageFont.load_default(size=FONT_SIZE * SUPERSAMPLE)
-
-
-def _text_width(text: str) -> float:
-  """Width of `text` in output pixels."""
-  return _font().getlength(text) / SUPERSAMPLE
-
-
-def _ellipsize(text: str, max_width: float = LEGEND_LABEL_MAX_WIDTH) -> str:
-  if _text_width(text) <= max_width:
-    return text
-  while text and _text_width('…' + text) > max_width:
-    text = text[1:]  # keep the end: the run's own folder name is the telling part
-  return '…' + text
-
-
-FLAGS = flags.FLAGS
+  return (SPLITS.index(split) if split in SPLITS else len(SPLITS), split)
 
 
 def define_flags() -> None:
   """Defines the CLI flags; called by the entry point only, so importing this module defines none."""
   flags.DEFINE_string('out', 'curves.png', 'PNG file to write.')
-  flags.DEFINE_string('metrics', None, 'Regular expression; draw only tags (split/metric) it matches, '
-                      "for example 'loss' or '^eval/'.")
+  flags.DEFINE_string('metrics', DEFAULT_METRICS, 'Regular expression; draw only tags (split/metric) it '
+                      "matches, for example 'loss' or '^eval/' ('.' draws everything); default: the loss "
+                      'and accuracy panels.')
 
 
 def main(argv: Sequence[str]) -> None:
@@ -469,10 +260,12 @@ def main(argv: Sequence[str]) -> None:
       raise app.UsageError(f'--metrics={FLAGS.metrics!r} is not a regular expression: {error}.') from None
   try:
     curves_by_run = {name: read_scalars(workdir) for name, workdir in zip(names, workdirs)}
-    width, height = plot_curves(curves_by_run, FLAGS.out, FLAGS.metrics)
+    panels = plot_curves(curves_by_run, FLAGS.out, FLAGS.metrics,
+                         tasks={name: task_of(workdir) for name, workdir in zip(names, workdirs)})
   except NoCurvesError as error:
     raise SystemExit(f'error: {error}') from None
-  print(f'Wrote {FLAGS.out} ({width}x{height}): {", ".join(curves_by_run)}.')
+  print(f'Wrote {FLAGS.out} ({len(panels)} panels: {", ".join(panel["title"] for panel in panels)}): '
+        f'{", ".join(curves_by_run)}.')
 
 
 if __name__ == '__main__':
