@@ -9,8 +9,6 @@ Only `Average` is used: `clu.metrics.Std` is broken on the pinned jax.
 import functools
 import re
 
-import flax
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,7 +25,7 @@ def collection_class(names: tuple[str, ...]) -> type[clu_metrics.Collection]:
   fields = {re.sub(r'\W', '_', name): clu_metrics.Average.from_output(name) for name in names}
   if len(fields) != len(names):
     raise ValueError(f'Metric names {names} collide once made identifiers; rename them.')
-  cls = flax.struct.dataclass(type('TaskMetrics', (clu_metrics.Collection,), {'__annotations__': fields}))
+  cls = clu_metrics.Collection.create(**fields)
   cls.metric_names = {re.sub(r'\W', '_', name): name for name in names}
   return cls
 
