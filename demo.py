@@ -22,8 +22,10 @@ import subprocess
 import sys
 import time
 
-from absl import app, flags
+from absl import flags
 import numpy as np
+
+from imr_jax import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', 'runs/demo', 'Where the data sets, the three runs and the results go.')
@@ -31,7 +33,7 @@ flags.DEFINE_integer('pretrain_videos_per_class', 48, 'Training videos per class
 flags.DEFINE_integer('labelled_videos_per_class', 4, 'Training videos per class of the labelled set.')
 flags.DEFINE_integer('test_videos_per_class', 20, 'Test videos per class of the labelled set.')
 flags.DEFINE_integer('labelled_epochs', 40, 'Epochs of fine-tuning and of training from scratch.')
-flags.DEFINE_list('seeds', ['0', '1'], 'Seeds of the fine-tuning and scratch runs (init, data order).')
+cli.define_seeds((0, 1), 'Seeds of the fine-tuning and scratch runs (init, data order).')
 flags.DEFINE_integer('frames_per_video', 72, 'Frames per synthetic video: 6 GOPs, so clips of 4 GOPs differ.')
 
 DATA_SEEDS = {'pretrain': 1, 'labelled': 0}  # different seeds: different videos in the two sets
@@ -66,7 +68,7 @@ def run(title: str, config, workdir: str) -> tuple[dict, float]:
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments {argv[1:]}.')
+    raise cli.UserError(f'Unexpected arguments {argv[1:]}.')
   import jax  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')
@@ -140,4 +142,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

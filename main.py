@@ -8,8 +8,10 @@ Multi-host (TPU pods, SLURM, or explicit): --multihost (and, off a managed clust
 --coordinator_address=HOST:PORT --num_processes=N --process_id=I).
 """
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
+
+from imr_jax import cli, preflight
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file (see configs/).', lock_config=True)
@@ -23,7 +25,8 @@ flags.mark_flags_as_required(['config', 'workdir'])
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments {argv[1:]}; options are --flags.')
+    raise cli.UserError(f'Unexpected arguments {argv[1:]}; options are --flags (see --help).')
+  preflight.check_training(FLAGS.config, FLAGS.workdir)  # before the minute of TensorFlow / JAX start-up
   # The input pipeline uses TensorFlow on the host; keep it off the accelerators JAX owns.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')
@@ -41,4 +44,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -28,19 +28,28 @@ from its last checkpoint):
   2. tuning: scratch runs on train, scored on validation, one per candidate learning rate;
   3. pretraining runs, fine-tuning runs, frozen features and their evaluations;
   4. WORKDIR/results.json, results.md (both tables), table1.png, table2.png, curves.png.
+
+`--diagnose` runs, instead of the tables, the checks docs/results.md uses to explain them (the tuning
+runs first, if not done): each stream alone from scratch (can the label be read from one stream?), and
+scratch vs no connection with LONG_BUDGET x the fine-tuning epochs (is the ablation's lead a matter of
+budget?), writing WORKDIR/diagnostics.md and diagnostics.json.
 """
 
 import dataclasses
+import glob
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
 from typing import Any, Sequence
 
-from absl import app, flags, logging
+from absl import flags, logging
 import numpy as np
+
+from imr_jax import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -80,6 +89,12 @@ TABLE2 = (
     Row('no_attention', 'No attention', variant='no_attention'),
     Row('bidirectional', 'Bidirectional (full)'),  # the scratch row of Table 1
 )
+
+# --diagnose: one stream alone (config.model.streams), and the long-budget comparison.
+SINGLE_STREAMS = (('i_only', 'I-frames only', 'i'), ('m_only', 'Motion vectors only', 'm'),
+                  ('r_only', 'Residuals only', 'r'))
+LONG_BUDGET = 3  # x finetune_epochs
+LONG_BUDGET_ROWS = (('scratch', 'Bidirectional (full)', ''), ('no_connection', 'No connection', 'no_connection'))
 
 # The study's scale at --scale=1 (sized for a 2-core CPU; see docs/results.md for why these values).
 PRETRAIN_VIDEOS_PER_CLASS = 32
@@ -267,6 +282,38 @@ class Study:
     return {'rows': results, 'learning_rate': learning_rate, 'tuning': getattr(self, 'tuning', None)}
 
 
+  def diagnose(self) -> dict[str, Any]:
+    """The checks behind docs/results.md's discussion; video accuracies per row and seed."""
+    learning_rate = self.tune()
+    self.total_runs = len(LEARNING_RATES) + len(self.seeds) * (len(SINGLE_STREAMS) + len(LONG_BUDGET_ROWS))
+    rows: dict[str, dict[int, dict[str, Any]]] = {}
+    for seed in self.seeds:
+      for name, _, streams in SINGLE_STREAMS:
+        config = self._classification_config('', finetune=False, learning_rate=learning_rate, seed=seed)
+        config.model.streams = streams
+        final = self._run(f'diagnostics/{name}_seed{seed}', config)
+        rows.setdefault(name, {})[seed] = {'video_accuracy': final['video_accuracy']}
+      for name, _, variant in LONG_BUDGET_ROWS:
+        config = self._classification_config(variant, finetune=False, learning_rate=learning_rate, seed=seed)
+        config.num_epochs = self.finetune_epochs * LONG_BUDGET
+        final = self._run(f'diagnostics/{name}_x{LONG_BUDGET}_seed{seed}', config)
+        rows.setdefault(f'{name}_x{LONG_BUDGET}', {})[seed] = {'video_accuracy': final['video_accuracy']}
+    return {'rows': rows, 'learning_rate': learning_rate}
+
+
+def diagnostics_markdown(rows: dict[str, dict[int, dict[str, Any]]], num_seeds: int,
+                         finetune_epochs: float) -> str:
+  lines = [f'| run | video accuracy (mean +- SE over {num_seeds} seeds) | per seed |', '| --- | --- | --- |']
+  titles = {name: f'{title}, {finetune_epochs:g} epochs' for name, title, _ in SINGLE_STREAMS}
+  titles.update({f'{name}_x{LONG_BUDGET}': f'{title}, {LONG_BUDGET * finetune_epochs:g} epochs'
+                 for name, title, _ in LONG_BUDGET_ROWS})
+  for name, title in titles.items():
+    values = [rows[name][seed]['video_accuracy'] for seed in sorted(rows[name])]
+    mean, error = mean_and_error(values)
+    lines.append(f'| {title} | {mean:.3f} +- {error:.3f} | {" / ".join(f"{v:.3f}" for v in values)} |')
+  return '\n'.join(lines) + '\n'
+
+
 def pretext_accuracy(final: dict[str, Any]) -> float:
   """A pretext run's own eval accuracy; PMSP + CTP: the mean of its two tasks' accuracies."""
   if 'accuracy' in final:
@@ -372,7 +419,7 @@ def machine() -> str:
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments {argv[1:]}.')
+    raise cli.UserError(f'Unexpected arguments {argv[1:]}.')
   flags_ = flags.FLAGS
   import jax  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -388,6 +435,18 @@ def main(argv):
   study = Study(workdir, [int(s) for s in flags_.seeds], flags_.scale, flags_.pretrain_epochs,
                 flags_.finetune_epochs, flags_.pretrain_data, flags_.labelled_data)
   study.prepare_data()
+  if flags_.diagnose:
+    diagnosed = study.diagnose()
+    summary = summarize(diagnosed['rows'])
+    table = diagnostics_markdown(diagnosed['rows'], len(study.seeds), study.finetune_epochs)
+    with open(os.path.join(workdir, 'diagnostics.json'), 'w') as f:
+      json.dump({**diagnosed, 'summary': summary, 'run_minutes': run_minutes(workdir)}, f, indent=2,
+                sort_keys=True)
+    with open(os.path.join(workdir, 'diagnostics.md'), 'w') as f:
+      f.write(f'# Study diagnostics\n\n`python -m benchmarks.study {" ".join(argv_flags())}` on {machine()}.\n\n'
+              + table)
+    print('\n' + table)
+    return
   collected = study.run_all()
   summary = summarize(collected['rows'])
   info = study.labelled_info
@@ -402,7 +461,7 @@ def main(argv):
              'pretrain_epochs': study.pretrain_epochs, 'finetune_epochs': study.finetune_epochs,
              'pretrain_data': study.pretrain_data, 'labelled_data': study.labelled_data,
              'labelled_splits': info['splits'], 'chance': chance, 'machine': machine(),
-             'minutes_this_invocation': minutes, 'run_minutes': study.minutes}
+             'minutes_this_invocation': minutes, 'run_minutes': run_minutes(workdir)}
   with open(os.path.join(workdir, 'results.json'), 'w') as f:
     json.dump(results, f, indent=2, sort_keys=True, default=str)
   command = 'python -m benchmarks.study ' + ' '.join(argv_flags())
@@ -421,6 +480,22 @@ def main(argv):
         'table1.png, table2.png, curves.png')
 
 
+def run_minutes(workdir: str) -> dict[str, float]:
+  """Wall minutes of every finished run, also of runs an earlier invocation did.
+
+  A run starts when its first event file is written (the file is named by that Unix time) and ends with
+  its final_metrics.json; a run resumed after a kill counts its downtime too.
+  """
+  minutes = {}
+  for path in sorted(glob.glob(os.path.join(workdir, 'runs', '*', '*', 'final_metrics.json'))):
+    run_dir = os.path.dirname(path)
+    starts = [int(m.group(1)) for name in os.listdir(run_dir)
+              if (m := re.match(r'events\.out\.tfevents\.(\d+)\.', name))]
+    if starts:
+      minutes[os.path.relpath(run_dir, os.path.join(workdir, 'runs'))] = (os.path.getmtime(path) - min(starts)) / 60
+  return minutes
+
+
 def draw_curves(workdir: str, seed: int) -> None:
   """Fine-tuning curves of a few rows (seed `seed`) with imr_jax.learning_curves."""
   from imr_jax import learning_curves  # pylint: disable=g-import-not-at-top
@@ -433,7 +508,7 @@ def draw_curves(workdir: str, seed: int) -> None:
 def argv_flags() -> list[str]:
   flags_ = flags.FLAGS
   names = ('workdir', 'seeds', 'scale', 'pretrain_epochs', 'finetune_epochs', 'pretrain_data',
-           'labelled_data')
+           'labelled_data', 'diagnose')
   return [f'--{name}={",".join(map(str, value)) if isinstance(value, list) else value}'
           for name in names if (value := getattr(flags_, name)) is not None
           and flags_[name].present]
@@ -441,16 +516,18 @@ def argv_flags() -> list[str]:
 
 def define_flags() -> None:
   flags.DEFINE_string('workdir', 'runs/study', 'Where data, runs and results go; a rerun resumes.')
-  flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds: every row runs once per seed.')
+  cli.define_seeds((0, 1, 2), 'Seeds: every row runs once per seed.')
   flags.DEFINE_float('scale', 1.0, 'Multiplies the synthetic sets\' sizes (and so the training steps).')
   flags.DEFINE_float('pretrain_epochs', 5.0, 'Epochs of every pretraining run over the pretraining set.')
   flags.DEFINE_float('finetune_epochs', 8.0, 'Epochs of every fine-tuning / scratch run.')
   flags.DEFINE_string('pretrain_data', None, 'A converted data set to pretrain on instead of the '
                       'synthetic one (its labels are never read).')
+  flags.DEFINE_bool('diagnose', False, 'Run the diagnostic checks (single streams, a longer budget) '
+                    'instead of the tables; see docs/results.md.')
   flags.DEFINE_string('labelled_data', None, 'A converted labelled data set (train, test and ideally '
                       'validation splits) instead of the synthetic one.')
 
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -44,7 +44,6 @@ import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from absl import app
 from absl import flags
 import av
 import tensorflow as tf
@@ -52,6 +51,7 @@ import tensorflow as tf
 from data_prep import datasets
 from data_prep import progress as progress_lib
 from data_prep import synthetic
+from imr_jax import cli
 from imr_jax import codec
 from imr_jax.data import schema
 
@@ -584,7 +584,7 @@ def listing_from_flags() -> tuple[datasets.Listing, Settings, dict[str, Any]]:
 
 def main(argv: Sequence[str]) -> int:
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    raise cli.UserError(f'Unexpected arguments: {argv[1:]}')
   try:
     listing, settings, extra = listing_from_flags()
     manifest = convert(listing, FLAGS.output_dir, settings=settings, videos_per_shard=FLAGS.videos_per_shard,
@@ -602,4 +602,4 @@ if __name__ == '__main__':
   # Run the importable module's main, not this __main__ copy's: workers unpickle functions by module name.
   from data_prep import convert as convert_module  # pylint: disable=g-import-not-at-top
   convert_module.define_flags()
-  app.run(convert_module.main)
+  cli.run(convert_module.main)

@@ -20,12 +20,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from imr_jax import cli
 from imr_jax.data import schema
 
 EXIT_OK = 0
@@ -232,7 +232,7 @@ flags.DEFINE_bool('quick', False, 'Decode only the first GOP of every video (cou
 
 def main(argv: Sequence[str]) -> int:
   if len(argv) != 2:
-    raise app.UsageError('Usage: python -m data_prep.verify OUTPUT_DIR [--quick]')
+    raise cli.UserError('Usage: python -m data_prep.verify OUTPUT_DIR [--quick]')
   logging.set_verbosity(logging.WARNING)  # TFDS narrates every dataset it opens at INFO.
   try:
     problems = verify(argv[1], quick=FLAGS.quick)
@@ -255,4 +255,4 @@ def main(argv: Sequence[str]) -> int:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

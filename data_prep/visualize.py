@@ -20,10 +20,10 @@ import sys
 import tempfile
 from collections.abc import Sequence
 
-from absl import app
 from absl import flags
 import numpy as np
 
+from imr_jax import cli
 from imr_jax import codec
 from imr_jax import visualization
 
@@ -84,7 +84,7 @@ def gop_picture(path: str | pathlib.Path, index: int, *, mode: str = 'both',
 
 def main(argv: Sequence[str]) -> None:
   if len(argv) != 2:
-    raise app.UsageError('usage: python -m data_prep.visualize VIDEO --gop=N --out=gop.png')
+    raise cli.UserError('usage: python -m data_prep.visualize VIDEO --gop=N --out=gop.png')
   video = pathlib.Path(argv[1])
   try:
     info = codec.probe(video)
@@ -102,4 +102,4 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -18,7 +18,6 @@ multi-scale crop, flip), mapped back to pixels. One column per GOP; rows, top to
 import os
 from collections.abc import Sequence
 
-from absl import app
 from absl import flags
 from ml_collections import config_flags
 import numpy as np
@@ -28,6 +27,7 @@ from PIL import ImageFont
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 
+from imr_jax import cli  # noqa: E402
 from imr_jax import visualization  # noqa: E402
 from imr_jax.data import normalization  # noqa: E402
 from imr_jax.data import pipeline  # noqa: E402
@@ -174,4 +174,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -19,7 +19,9 @@ import orbax.checkpoint as ocp
 from absl import logging
 from jax.sharding import Sharding
 
-CHECKPOINT_SUBDIR = 'checkpoints'
+from imr_jax import preflight
+
+CHECKPOINT_SUBDIR = preflight.CHECKPOINT_SUBDIR
 
 
 def make_manager(workdir: str, *, keep: int, read_only: bool = False) -> ocp.CheckpointManager:

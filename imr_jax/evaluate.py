@@ -17,10 +17,10 @@ from typing import Any
 import jax
 import ml_collections
 import optax
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
-from imr_jax import checkpoints, parallel, train
+from imr_jax import checkpoints, cli, parallel, preflight, train
 from imr_jax.data import pipeline
 
 FLAGS = flags.FLAGS
@@ -70,7 +70,9 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments {argv[1:]}; options are --flags.')
+    raise cli.UserError(f'Unexpected arguments {argv[1:]}; options are --flags (see --help).')
+  preflight.check_checkpoint(FLAGS.workdir)
+  preflight.check_data(FLAGS.config.dataset.data_dir, (FLAGS.config.dataset.eval_split,))
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')  # the input pipeline stays on the host
   results = evaluate_checkpoint(FLAGS.config, FLAGS.workdir, FLAGS.step)
@@ -80,4 +82,4 @@ def main(argv):
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  cli.run(main)

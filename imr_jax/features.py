@@ -27,10 +27,10 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
-from imr_jax import checkpoints, parallel, train
+from imr_jax import checkpoints, cli, parallel, preflight, train
 from imr_jax.data import pipeline
 from imr_jax.data import schema
 from imr_jax.models import imrnet
@@ -133,12 +133,15 @@ def _chain(first, rest):
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments {argv[1:]}; options are --flags.')
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  tf.config.set_visible_devices([], 'GPU')
+    raise cli.UserError(f'Unexpected arguments {argv[1:]}; options are --flags (see --help).')
   flags_ = flags.FLAGS
   if bool(flags_.workdir) == flags_.random_init:
-    raise app.UsageError('Give exactly one of --workdir=RUN (its checkpoint) and --random_init.')
+    raise cli.UserError('Give exactly one of --workdir=RUN (its checkpoint) and --random_init.')
+  if flags_.workdir:
+    preflight.check_checkpoint(flags_.workdir)
+  preflight.check_data(flags_.config.dataset.data_dir, (flags_.split,))
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.config.set_visible_devices([], 'GPU')
   result = extract(flags_.config, flags_.split, None if flags_.random_init else flags_.workdir,
                    step=flags_.step)
   if jax.process_index() == 0:
@@ -161,4 +164,4 @@ def define_flags() -> None:
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  cli.run(main)

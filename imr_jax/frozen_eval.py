@@ -22,7 +22,9 @@ import os
 from typing import Any, Sequence
 
 import numpy as np
-from absl import app, flags
+from absl import flags
+
+from imr_jax import cli
 
 RECALL_AT = (1, 5, 10, 20)
 # Inverse L2 strengths C of scikit-learn's LogisticRegression tried on the validation split.
@@ -126,6 +128,8 @@ def evaluate(train: dict[str, np.ndarray], test: dict[str, np.ndarray], *,
 
 def load(path: str) -> dict[str, np.ndarray]:
   """A feature file of imr_jax.features (plain .npz)."""
+  if not os.path.exists(path):
+    raise cli.UserError(f'{path} does not exist; write it with `python -m imr_jax.features ... --output={path}`.')
   with np.load(path, allow_pickle=False) as data:
     missing = {'features', 'labels', 'label_names'} - set(data.files)
     if missing:
@@ -135,7 +139,7 @@ def load(path: str) -> dict[str, np.ndarray]:
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments {argv[1:]}; options are --flags.')
+    raise cli.UserError(f'Unexpected arguments {argv[1:]}; options are --flags (see --help).')
   flags_ = flags.FLAGS
   results = evaluate(load(flags_.train), load(flags_.test),
                      validation_fraction=flags_.validation_fraction, seed=flags_.seed)
@@ -163,4 +167,4 @@ def define_flags() -> None:
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -26,9 +26,10 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
-from absl import app
 from absl import flags
 import numpy as np
+
+from imr_jax import cli
 
 FLAGS = flags.FLAGS
 
@@ -248,16 +249,16 @@ def define_flags() -> None:
 def main(argv: Sequence[str]) -> None:
   workdirs = argv[1:]
   if not workdirs:
-    raise app.UsageError('Pass one or more workdirs: python -m imr_jax.learning_curves WORKDIR [WORKDIR ...] '
+    raise cli.UserError('Pass one or more workdirs: python -m imr_jax.learning_curves WORKDIR [WORKDIR ...] '
                          '--out=curves.png')
   names = run_names(workdirs)
   if len(set(names)) < len(names):
-    raise app.UsageError(f'A workdir is given twice in {workdirs}; pass each run once.')
+    raise cli.UserError(f'A workdir is given twice in {workdirs}; pass each run once.')
   if FLAGS.metrics:
     try:
       re.compile(FLAGS.metrics)
     except re.error as error:
-      raise app.UsageError(f'--metrics={FLAGS.metrics!r} is not a regular expression: {error}.') from None
+      raise cli.UserError(f'--metrics={FLAGS.metrics!r} is not a regular expression: {error}.') from None
   try:
     curves_by_run = {name: read_scalars(workdir) for name, workdir in zip(names, workdirs)}
     panels = plot_curves(curves_by_run, FLAGS.out, FLAGS.metrics,
@@ -270,4 +271,4 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == '__main__':
   define_flags()
-  app.run(main)
+  cli.run(main)

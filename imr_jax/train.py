@@ -25,11 +25,11 @@ from clu import metric_writers, periodic_actions
 from flax import traverse_util
 from flax.training import train_state
 
-from imr_jax import checkpoints, metrics as metrics_lib, models, parallel, tasks
+from imr_jax import checkpoints, metrics as metrics_lib, models, parallel, preflight, tasks
 from imr_jax.data import pipeline
 
 FINAL_METRICS_FILE = 'final_metrics.json'
-CONFIG_FILE = 'config.json'
+CONFIG_FILE = preflight.CONFIG_FILE
 LOG_FILE = 'log.txt'
 
 
@@ -292,12 +292,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   Returns:
     The last evaluation's metrics (also in WORKDIR/final_metrics.json).
   """
-  if config.require_init_from and not config.init_from:
-    raise ValueError(
-        'This config fine-tunes a pretrained network (config.require_init_from=True) but '
-        'config.init_from is empty, so it would silently train from scratch. Pass '
-        '--config.init_from=PRETRAIN_WORKDIR (a pretraining run\'s workdir), or use '
-        'configs/supervised.py to train from scratch.')
+  preflight.check_init_from(config)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   with _log_file(os.path.join(workdir, LOG_FILE)):

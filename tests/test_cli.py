@@ -1,0 +1,151 @@
+"""A user's mistakes on the command lines end in one clean message, before TensorFlow / JAX start-up."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def make_data(root, *, splits=(('train', 2), ('test', 1)), empty_shard=None, missing_shard=None):
+  """A converted-data-set look-alike: a manifest and non-empty shards named as data_prep.convert names them."""
+  os.makedirs(root, exist_ok=True)
+  manifest = {'dataset': 'synthetic', 'splits': {s: 4 for s, _ in splits},
+              'num_shards': {s: n for s, n in splits}, 'label_names': ['a', 'b']}
+  with open(os.path.join(root, 'manifest.json'), 'w') as f:
+    json.dump(manifest, f)
+  for split, num_shards in splits:
+    for i in range(num_shards):
+      name = f'synthetic-{split}.tfrecord-{i:05d}-of-{num_shards:05d}'
+      if name == missing_shard:
+        continue
+      with open(os.path.join(root, name), 'wb') as f:
+        f.write(b'' if name == empty_shard else b'records')
+  return str(root)
+
+
+def make_run(root, *, depth=18, with_checkpoint=True):
+  """A training workdir look-alike: checkpoints/<step>/ and the config.json train.py writes."""
+  os.makedirs(os.path.join(root, 'checkpoints', '10' if with_checkpoint else 'tmp'), exist_ok=True)
+  with open(os.path.join(root, 'config.json'), 'w') as f:
+    json.dump({'command': ['main.py'], 'config': {'model': {'name': 'imrnet', 'depth': depth}}}, f)
+  return str(root)
+
+
+def run_cli(*args):
+  result = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO, timeout=120)
+  return result.returncode, result.stdout + result.stderr
+
+
+def assert_clean_failure(returncode, output, *expected):
+  assert returncode == 1, output
+  assert 'Traceback' not in output, output
+  assert len([line for line in output.splitlines() if 'error:' in line]) == 1, output
+  for text in expected:
+    assert text in output, output
+
+
+MAIN = ('main.py', '--config=configs/pmsp.py:demo')
+
+
+def test_wrong_config_path_lists_the_configs(tmp_path):
+  code, output = run_cli('main.py', '--config=configs/pmspp.py', f'--workdir={tmp_path}/run')
+  assert_clean_failure(code, output, "no file 'configs/pmspp.py'", 'Did you mean configs/pmsp.py?',
+                       'configs/supervised.py')
+  assert not os.path.exists(tmp_path / 'run')
+
+
+def test_unknown_config_key_suggests_the_close_match_once(tmp_path):
+  code, output = run_cli(*MAIN, '--config.batchsize=3', f'--workdir={tmp_path}/run')
+  assert_clean_failure(code, output, "--config.batchsize: the config has no key 'batchsize'")
+  assert output.count("'batch_size'") == 1, output
+
+
+def test_bad_value_unknown_variant_and_unknown_flag(tmp_path):
+  for args, expected in ((('--config.batch_size=x',), '--config.batch_size=x'),
+                         (('--nosuchflag=1',), "Unknown command line flag 'nosuchflag'")):
+    assert_clean_failure(*run_cli(*MAIN, *args, f'--workdir={tmp_path}/run'), expected)
+  code, output = run_cli('main.py', '--config=configs/pmsp.py:nosuch', f'--workdir={tmp_path}/run')
+  assert_clean_failure(code, output, "Unknown config variant 'nosuch'")
+
+
+def test_verbosity_shows_the_traceback(tmp_path):
+  code, output = run_cli(*MAIN, '--config.batchsize=3', f'--workdir={tmp_path}/run', '--verbosity=1')
+  assert code != 0 and 'Traceback' in output
+
+
+@pytest.mark.parametrize('case', ['no_dir', 'no_manifest', 'missing_shard', 'empty_shard', 'no_split'])
+def test_data_dir_mistakes(tmp_path, case):
+  data = tmp_path / 'data'
+  if case == 'no_manifest':
+    os.makedirs(data)
+  elif case == 'missing_shard':
+    make_data(data, missing_shard='synthetic-train.tfrecord-00001-of-00002')
+  elif case == 'empty_shard':
+    make_data(data, empty_shard='synthetic-train.tfrecord-00000-of-00002')
+  elif case == 'no_split':
+    make_data(data, splits=(('train', 1),))
+  expected = {'no_dir': 'does not exist', 'no_manifest': 'has no manifest.json',
+              'missing_shard': 'shard synthetic-train.tfrecord-00001-of-00002 is missing or empty',
+              'empty_shard': 'shard synthetic-train.tfrecord-00000-of-00002 is missing or empty',
+              'no_split': "has no split 'test'"}[case]
+  code, output = run_cli(*MAIN, f'--config.dataset.data_dir={data}', f'--workdir={tmp_path}/run')
+  assert_clean_failure(code, output, f'config.dataset.data_dir={data}', expected)
+  if case in ('missing_shard', 'empty_shard'):
+    assert 'python -m data_prep.verify' in output
+  assert not os.path.exists(tmp_path / 'run')
+
+
+def test_unwritable_workdir(tmp_path):
+  data = make_data(tmp_path / 'data')
+  (tmp_path / 'a_file').write_text('x')
+  code, output = run_cli(*MAIN, f'--config.dataset.data_dir={data}', f'--workdir={tmp_path}/a_file/run')
+  assert_clean_failure(code, output, f'--workdir={tmp_path}/a_file/run: cannot write')
+
+
+@pytest.mark.parametrize('case', ['empty', 'missing', 'checkpoints_folder', 'no_checkpoint', 'other_network'])
+def test_init_from_mistakes(tmp_path, case):
+  data = make_data(tmp_path / 'data')
+  pretrained = tmp_path / 'pretrain'
+  if case == 'checkpoints_folder':
+    make_run(pretrained)
+    pretrained = pretrained / 'checkpoints'
+  elif case == 'no_checkpoint':
+    make_run(pretrained, with_checkpoint=False)
+  elif case == 'other_network':
+    make_run(pretrained, depth=50)
+  args = [] if case == 'empty' else [f'--config.init_from={pretrained}']
+  code, output = run_cli('main.py', '--config=configs/finetune.py:synthetic:demo',
+                         f'--config.dataset.data_dir={data}', f'--workdir={tmp_path}/run', *args)
+  expected = {'empty': 'config.init_from is empty', 'missing': 'does not exist',
+              'checkpoints_folder': f"pass the run's workdir, {tmp_path / 'pretrain'}",
+              'no_checkpoint': 'holds no checkpoint',
+              'other_network': "model.depth: 50 there, 'tiny' here"}[case]
+  assert_clean_failure(code, output, expected)
+  assert not os.path.exists(tmp_path / 'run')
+
+
+def test_init_from_of_the_same_network_passes(tmp_path):
+  from configs import finetune  # pylint: disable=g-import-not-at-top
+  from imr_jax import preflight  # pylint: disable=g-import-not-at-top
+  config = finetune.get_config('synthetic:demo')
+  config.init_from = make_run(tmp_path / 'pretrain', depth='tiny')
+  config.dataset.data_dir = make_data(tmp_path / 'data')
+  preflight.check_training(config, str(tmp_path / 'run'))  # raises nothing
+  assert not os.path.exists(tmp_path / 'run')
+
+
+def test_evaluate_without_a_checkpoint(tmp_path):
+  data = make_data(tmp_path / 'data')
+  code, output = run_cli('-m', 'imr_jax.evaluate', '--config=configs/pmsp.py:demo',
+                         f'--config.dataset.data_dir={data}', f'--workdir={tmp_path}')
+  assert_clean_failure(code, output, f'--workdir={tmp_path} holds no checkpoint')
+
+
+def test_frozen_eval_missing_features(tmp_path):
+  code, output = run_cli('-m', 'imr_jax.frozen_eval', f'--train={tmp_path}/train.npz',
+                         f'--test={tmp_path}/test.npz', f'--output_dir={tmp_path}/out')
+  assert_clean_failure(code, output, f'{tmp_path}/train.npz does not exist')
