@@ -13,6 +13,7 @@ import json
 import logging as python_logging
 import os
 import sys
+import time
 from typing import Any, Callable, Iterator
 
 import jax
@@ -326,6 +327,25 @@ def _log_file(path: str) -> Iterator[None]:
     handler.close()
 
 
+def mark_session_start(workdir: str, start_step: int) -> None:
+  """Tells TensorBoard where this start of the run begins, so that steps logged again show once.
+
+  TensorBoard treats every SessionLog START event after a run's first as a restart and drops the values
+  it read at and after that event's step (TF2 event files get no other restart handling): a run resumed
+  from step s, whose earlier start had logged steps after s before it was killed, shows each step once.
+  The event goes in a file of its own that sorts before the new writer's (event files are read in name
+  order, and names start with the Unix second), hence the wait for the next second on a resume.
+  """
+  from tensorboard.compat.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  from tensorboard.summary.writer import event_file_writer  # pylint: disable=g-import-not-at-top
+  writer = event_file_writer.EventFileWriter(workdir, filename_suffix='.restart')
+  writer.add_event(event_pb2.Event(step=start_step + 1, wall_time=time.time(),
+                                   session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
+  writer.close()
+  if start_step:  # a first start's event may sort anywhere: it only marks the session's beginning
+    time.sleep(1.0 - time.time() % 1.0 + 0.01)
+
+
 def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """WORKDIR/config.json: the resolved config and the command line; warns when a restart changed it."""
   path = os.path.join(workdir, CONFIG_FILE)
@@ -377,6 +397,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
                          in_shardings=(replicated, data_sharding, replicated),
                          out_shardings=replicated, donate_argnums=0)
   p_eval_step = make_eval_step(model, task, mesh)
+  if jax.process_index() == 0:
+    mark_session_start(workdir, start_step)
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   if start_step == 0:
     writer.write_hparams({k: str(v) for k, v in traverse_util.flatten_dict(config.to_dict(), sep='.').items()})

@@ -22,7 +22,7 @@ import optax
 import pytest
 
 from configs import default
-from imr_jax import checkpoints, metrics as metrics_lib, models, parallel, train
+from imr_jax import checkpoints, learning_curves, metrics as metrics_lib, models, parallel, train
 from tests import numerics
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -209,6 +209,23 @@ def test_interrupted_run_resumes_to_the_same_parameters(stand_ins, tmp_path):
   assert straight.keys() == resumed.keys()
   for name in straight:
     np.testing.assert_array_equal(resumed[name], straight[name], err_msg=name)
+
+
+def test_steps_logged_again_after_a_resume_appear_once(stand_ins, tmp_path):
+  """A run killed after step 3 but checkpointed at 2 logs step 3 twice; both readers show it once."""
+  from tensorboard.backend.event_processing import plugin_event_accumulator  # pylint: disable=g-import-not-at-top
+  config = tiny_config(num_train_steps=5, eval_every_steps=100, log_every_steps=1, checkpoint_every_steps=2)
+  stand_ins(FakePipeline(fail_after=3))
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(config, str(tmp_path))
+  stand_ins(FakePipeline())
+  train.train_and_evaluate(config, str(tmp_path))
+  # TensorBoard purges a tag's values at and after a step that is written again (a restart).
+  accumulator = plugin_event_accumulator.EventAccumulator(str(tmp_path))
+  accumulator.Reload()
+  steps = [event.step for event in accumulator.Tensors('train/loss')]
+  assert steps == [1, 2, 3, 4, 5], steps
+  assert learning_curves.read_scalars(tmp_path)['train/loss'].steps.tolist() == [1, 2, 3, 4, 5]
 
 
 def test_finetune_config_without_init_from_refuses_to_train_from_scratch(stand_ins, tmp_path):
