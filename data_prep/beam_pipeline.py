@@ -20,7 +20,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from absl import app
+from absl import app, flags
 import apache_beam as beam
 from apache_beam.options import pipeline_options as options_lib
 
@@ -107,4 +107,5 @@ if __name__ == '__main__':
   # The importable module's main, so that runners pickle its functions by module name, not __main__.
   from data_prep import beam_pipeline as beam_module  # pylint: disable=g-import-not-at-top
   convert_lib.define_flags()
+  flags.adopt_module_key_flags(convert_lib)  # --help lists them
   app.run(beam_module.main)

@@ -602,4 +602,5 @@ if __name__ == '__main__':
   # Run the importable module's main, not this __main__ copy's: workers unpickle functions by module name.
   from data_prep import convert as convert_module  # pylint: disable=g-import-not-at-top
   convert_module.define_flags()
+  flags.adopt_module_key_flags(convert_module)  # --help lists them (they are defined in that module)
   cli.run(convert_module.main)

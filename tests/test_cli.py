@@ -149,3 +149,10 @@ def test_frozen_eval_missing_features(tmp_path):
   code, output = run_cli('-m', 'imr_jax.frozen_eval', f'--train={tmp_path}/train.npz',
                          f'--test={tmp_path}/test.npz', f'--output_dir={tmp_path}/out')
   assert_clean_failure(code, output, f'{tmp_path}/train.npz does not exist')
+
+
+def test_help_lists_the_commands_own_flags():
+  # data_prep.convert defines its flags in the importable module, not in __main__: --help must adopt them.
+  for args, expected in ((('main.py',), '  --workdir:'), (('-m', 'data_prep.convert'), '  --output_dir:')):
+    _, output = run_cli(*args, '--help')  # absl's --help exits with status 1
+    assert expected in output, output
