@@ -6,11 +6,14 @@ VIDEO is a stream written by imr_jax.codec.reencode; any other video is first re
 --width x --height, into a temporary file). One column per frame of the GOP (I-frame first); rows:
   frame                the decoded frame (I-frame; P-frames rebuilt as F_I(A_t(p)) + residual)
   accumulated MV       MV since the I-frame, colour-coded: hue = direction, saturation = length
-                       (one scale for the whole row, printed in the row label)
+                       (one scale for the whole row, printed in the row label); under the I-frame,
+                       the key: a colour wheel whose rim is that length
   accumulated residual F_t(p) - F_I(A_t(p)), as 128 + gain * r (grey = 0)
   MV                   the per-frame MV map (same colour code)
   residual             the per-frame residual F_t(p) - F_{t-1}(p - mv(p))
---mode picks the accumulated rows, the per-frame rows, or both.
+--mode picks the accumulated rows, the per-frame rows, or both. The frames are scaled down so that the
+picture is at most --max_width pixels wide (default: a laptop screen's width; 0 keeps every pixel);
+the labels keep their size.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ def define_flags() -> None:
   flags.DEFINE_float('residual_gain', 2.0, 'Residual contrast: shown as 128 + gain * r.')
   flags.DEFINE_integer('width', 340, 'Width for re-encoding a video that needs it.')
   flags.DEFINE_integer('height', 256, 'Height for re-encoding a video that needs it.')
+  flags.DEFINE_integer('max_width', 1600, 'Scale the picture down to at most this width (0: full size).')
 
 
 def _select_gop(path: pathlib.Path, index: int, accumulate: bool) -> codec.Gop:
@@ -54,7 +58,7 @@ def _motion_row(motion: np.ndarray) -> tuple[list[np.ndarray], float]:
 
 
 def gop_picture(path: str | pathlib.Path, index: int, *, mode: str = 'both',
-                residual_gain: float = 2.0) -> np.ndarray:
+                residual_gain: float = 2.0, max_width: int | None = None) -> np.ndarray:
   """The grid picture of GOP `index` of a re-encoded stream, uint8 (H', W', 3)."""
   path = pathlib.Path(path)
   accumulated = _select_gop(path, index, accumulate=True)
@@ -74,12 +78,12 @@ def gop_picture(path: str | pathlib.Path, index: int, *, mode: str = 'both',
     views.append(('', _select_gop(path, index, accumulate=False)))
   for prefix, gop in views:
     motion_images, scale = _motion_row(gop.motion_vectors)
-    rows.append([blank] + motion_images)
+    rows.append([visualization.colour_wheel(height, width)] + motion_images)
     labels.append(f'{prefix}MV (max {scale:.0f} px)')
     rows.append([blank] + [visualization.residual_to_rgb(r, residual_gain) for r in gop.residuals])
     labels.append(f'{prefix}residual')
   columns = ['I'] + [f'P{t}' for t in range(1, accumulated.num_pframes + 1)]
-  return visualization.image_grid(rows, row_labels=labels, column_labels=columns)
+  return visualization.image_grid(rows, row_labels=labels, column_labels=columns, max_width=max_width)
 
 
 def main(argv: Sequence[str]) -> None:
@@ -90,11 +94,13 @@ def main(argv: Sequence[str]) -> None:
     info = codec.probe(video)
     with tempfile.TemporaryDirectory() as directory:
       if info.codec_name != 'mpeg4' or info.gop_size is None:
-        print(f'{video} is {info.codec_name} with GOP size {info.gop_size}: re-encoding it to '
+        gop = 'an unknown GOP size' if info.gop_size is None else f'GOP size {info.gop_size}'
+        print(f'{video} is {info.codec_name} with {gop}: re-encoding it to '
               f'{FLAGS.width}x{FLAGS.height} MPEG-4 first', file=sys.stderr)
         video = pathlib.Path(codec.reencode(video, pathlib.Path(directory) / 'stream.m4v',
                                             width=FLAGS.width, height=FLAGS.height).path)
-      picture = gop_picture(video, FLAGS.gop, mode=FLAGS.mode, residual_gain=FLAGS.residual_gain)
+      picture = gop_picture(video, FLAGS.gop, mode=FLAGS.mode, residual_gain=FLAGS.residual_gain,
+                            max_width=FLAGS.max_width)
   except codec.CodecError as error:
     sys.exit(f'error: {error}')
   print(visualization.save_image(picture, FLAGS.out))

@@ -11,7 +11,8 @@ multi-scale crop, flip), mapped back to pixels. One column per GOP; rows, top to
                  and numbered as in the paper (cells 1..s*s in raster order); '-' for a bin with no motion
   MV j           the j-th sampled P-frame's accumulated motion vectors, colour-coded
                  (imr_jax.visualization.flow_to_rgb): hue = direction, saturation = length, one
-                 scale for the whole clip; white = no motion
+                 scale for the whole clip; white = no motion; under the row name, the key (a colour
+                 wheel whose rim is that scale, printed beside it)
   residual j     its accumulated residual, 128 + 2 r (grey = 0)
 """
 
@@ -129,6 +130,10 @@ def draw_clip(clip: dict[str, np.ndarray], levels: Sequence[pmsp.Level], p_per_g
   for r, (name, tiles) in enumerate(rows):
     y = HEADER_HEIGHT + r * (tile + gap)
     draw.text((4, y + tile // 2 - 6), name, fill=TEXT, font=font)
+    if name == 'MV 1':  # the colour key of the MV rows, under its name: rim = the clip's longest MV
+      key = max(16, min(tile // 2 - 10, LABEL_WIDTH - 60))
+      image.paste(Image.fromarray(visualization.colour_wheel(key, key)), (4, y + tile // 2 + 10))
+      draw.text((key + 8, y + tile // 2 + 10 + key // 2 - 6), f'{mv_scale:.0f} px', fill=TEXT, font=font)
     for g, array in enumerate(tiles):
       x = LABEL_WIDTH + g * (tile + gap)
       image.paste(_tile(array, zoom), (x, y))

@@ -39,6 +39,20 @@ def flow_to_rgb(motion: np.ndarray, max_magnitude: float | None = None) -> np.nd
   return np.round(rgb * 255).astype(np.uint8)
 
 
+def colour_wheel(height: int, width: int) -> np.ndarray:
+  """The key to `flow_to_rgb`: a disk whose every point is coloured as the motion from its centre.
+
+  The rim is the full-scale length (the `max_magnitude` a row was drawn with); outside the disk, white.
+  Returns uint8 (height, width, 3) RGB.
+  """
+  radius = max(min(height, width) / 2 - 1, 1.0)
+  ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+  motion = np.stack([xs - (width - 1) / 2, ys - (height - 1) / 2], axis=-1)
+  wheel = flow_to_rgb(motion, max_magnitude=radius)
+  wheel[np.hypot(motion[..., 0], motion[..., 1]) > radius] = 255
+  return wheel
+
+
 def residual_to_rgb(residual: np.ndarray, gain: float = 1.0) -> np.ndarray:
   """Shows a residual in [-255, 255] as grey 128 plus gain times the residual (clipped).
 
@@ -54,7 +68,7 @@ def residual_to_rgb(residual: np.ndarray, gain: float = 1.0) -> np.ndarray:
 
 def image_grid(rows: list[list[np.ndarray]], *, row_labels: list[str] | None = None,
                column_labels: list[str] | None = None, padding: int = 4,
-               background: int = 255) -> np.ndarray:
+               background: int = 255, max_width: int | None = None) -> np.ndarray:
   """Lays uint8 (h, w, 3) images out as a grid, with optional text labels.
 
   Args:
@@ -64,6 +78,8 @@ def image_grid(rows: list[list[np.ndarray]], *, row_labels: list[str] | None = N
     column_labels: one text per column, drawn above it.
     padding: pixels between cells.
     background: grey level of the canvas.
+    max_width: if the grid would be wider, the images are scaled down (Lanczos) so that it is not;
+      the labels keep their size, so they stay readable.
 
   Returns:
     uint8 (H, W, 3) RGB canvas.
@@ -74,13 +90,21 @@ def image_grid(rows: list[list[np.ndarray]], *, row_labels: list[str] | None = N
   num_columns = max(len(row) for row in rows)
   text_height = 12
   left = 8 + 7 * max((len(label) for label in row_labels or []), default=0) if row_labels else 0
+  for r, row in enumerate(rows):
+    for c, image in enumerate(row):
+      if image.shape[:2] != (height, width):
+        raise ValueError(f'image ({r}, {c}) is {image.shape[:2]}, expected {(height, width)}')
+  if max_width and left + num_columns * (width + padding) + padding > max_width:
+    width_now = max(1, (max_width - left - padding) // num_columns - padding)
+    size = (width_now, max(1, round(height * width_now / width)))
+    rows = [[np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS)) for image in row]
+            for row in rows]
+    width, height = size
   top = text_height + padding if column_labels else 0
   canvas = np.full((top + len(rows) * (height + padding) + padding,
                     left + num_columns * (width + padding) + padding, 3), background, np.uint8)
   for r, row in enumerate(rows):
     for c, image in enumerate(row):
-      if image.shape[:2] != (height, width):
-        raise ValueError(f'image ({r}, {c}) is {image.shape[:2]}, expected {(height, width)}')
       y = top + padding + r * (height + padding)
       x = left + padding + c * (width + padding)
       canvas[y:y + height, x:x + width] = image

@@ -756,6 +756,12 @@ def test_flow_colours_and_grid():
   grid = visualization.image_grid([[tile, tile], [tile]], padding=2)
   assert grid.shape == (2 + 2 * 7, 2 + 2 * 8, 3)
   assert (grid[2:7, 2:8] == 0).all() and (grid[9:14, 10:16] == 255).all()  # missing cell blank
+  # The key (21 px: centre 10, rim radius 9.5): each pixel coloured as the motion from the centre to it,
+  # so white in the middle, near-full red 9 px right, cyan 9 px left, violet up; white outside the disk.
+  wheel = visualization.colour_wheel(21, 21)
+  for (y, x) in ((10, 10), (10, 19), (10, 1), (1, 10), (19, 10)):
+    np.testing.assert_array_equal(wheel[y, x], visualization.flow_to_rgb(np.array([[[x - 10, y - 10]]]), 9.5)[0, 0])
+  assert wheel[10, 19, 0] == 255 and wheel[10, 19, 1] < 20 and (wheel[0, 0] == 255).all()
 
 
 def test_visualize_cli_draws_a_gop(square_video, tmp_path):
@@ -774,11 +780,12 @@ def test_visualize_command_line(square_video, tmp_path):
   import sys
   out = tmp_path / 'gop.png'
   result = subprocess.run([sys.executable, '-m', 'data_prep.visualize', square_video[0].path,
-                           '--gop=0', f'--out={out}'], capture_output=True, text=True,
+                           '--gop=0', f'--out={out}', '--max_width=600'], capture_output=True, text=True,
                           cwd=pathlib.Path(__file__).parents[1], timeout=120)
   assert result.returncode == 0, result.stderr
   from PIL import Image
-  assert Image.open(out).size[1] > 5 * 64
+  width, height = Image.open(out).size
+  assert 500 < width <= 600 and height > 5 * 10  # 13 columns of 96 px frames, scaled to fit 600 px
   result = subprocess.run([sys.executable, '-m', 'data_prep.visualize', str(tmp_path / 'nope.mp4')],
                           capture_output=True, text=True, cwd=pathlib.Path(__file__).parents[1],
                           timeout=120)
