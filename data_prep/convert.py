@@ -47,9 +47,9 @@ from typing import Any
 from absl import flags
 import av
 import tensorflow as tf
+import tqdm
 
 from data_prep import datasets
-from data_prep import progress as progress_lib
 from data_prep import synthetic
 from imr_jax import cli
 from imr_jax import codec
@@ -494,7 +494,11 @@ def convert(listing: datasets.Listing, output_dir: str | os.PathLike, *, setting
     log(f'{listing.name}: {sum(map(len, listing.splits.values()))} videos in {len(job.shards)} shards'
         + (f'; {skipped} shards already finished, {len(videos)} videos to go' if skipped else '')
         + f'; {workers} worker{"s" if workers != 1 else ""}.')
-    bar = progress_lib.Progress(len(videos), prefix=f'{listing.name}: ')
+    # Counts, rate and ETA; redrawn in place on a terminal, every 10 s in a log file.
+    interactive = sys.stderr.isatty()
+    bar = tqdm.tqdm(total=len(videos), desc=listing.name, unit='video', file=sys.stderr,
+                    mininterval=0.2 if interactive else 10.0, ascii=not interactive)
+    failed = 0
     with contextlib.closing(run_videos(videos, settings, job.state.scratch, workers)) as results:
       try:
         for shard in pending:
@@ -503,7 +507,10 @@ def convert(listing: datasets.Listing, output_dir: str | os.PathLike, *, setting
             if result.failure is not None and strict:
               raise VideoFailedError(f'{result.video.video_id}: {result.failure}')
             collected.append(result)
-            bar.update(failed=result.failure is not None)
+            if result.failure is not None:
+              failed += 1
+              bar.set_postfix(failed=failed, refresh=False)
+            bar.update()
           job.records[shard.key] = write_shard(job.output_dir, shard, collected)
       finally:
         bar.close()
