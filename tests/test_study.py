@@ -4,6 +4,8 @@ Every comparison of a computed mean or error is float64 arithmetic on three valu
 1e-16): pytest.approx's default relative tolerance of 1e-6, or abs=1e-15, is far above it.
 """
 
+import os
+
 import numpy as np
 import pytest
 
@@ -45,3 +47,19 @@ def test_bar_chart_draws_a_png(tmp_path):
   from PIL import Image  # pylint: disable=g-import-not-at-top
   with Image.open(path) as picture:
     assert picture.size[0] > 400 and picture.size[1] > 300
+
+
+def test_diagnostics_table_and_run_minutes(tmp_path):
+  rows = {name: {0: {'video_accuracy': 0.5}, 1: {'video_accuracy': 0.7}} for name, _, _ in study.SINGLE_STREAMS}
+  rows.update({f'{name}_x{study.LONG_BUDGET}': {0: {'video_accuracy': 0.25}} for name, _, _ in study.LONG_BUDGET_ROWS})
+  table = study.diagnostics_markdown(rows, finetune_epochs=8)
+  assert '| Motion vectors only, 8 epochs | 60.0 ± 10.0 | 50.0 / 70.0 |' in table
+  assert f'| No connection, {8 * study.LONG_BUDGET} epochs | 25.0 ± 0.0 | 25.0 |' in table
+  # A run's minutes: from its first event file's name (Unix seconds) to its final_metrics.json.
+  run = tmp_path / 'runs' / 'finetune' / 'pmsp_seed0'
+  run.mkdir(parents=True)
+  (run / 'events.out.tfevents.1000.host.1.0.v2').write_text('')
+  (run / 'events.out.tfevents.1600.host.2.0.v2').write_text('')  # a resumed start
+  (run / 'final_metrics.json').write_text('{}')
+  os.utime(run / 'final_metrics.json', (1900, 1900))
+  assert study.run_minutes(str(tmp_path)) == {'finetune/pmsp_seed0': 15.0}
