@@ -50,11 +50,8 @@ class NonFiniteError(FloatingPointError):
 def build_model_and_task(config: ml_collections.ConfigDict, num_classes: int):
   """The task (from config.task) and the model: the backbone with the task's heads on top."""
   task = tasks.build_task(config, num_classes)
-  model_config = config.model
-  if model_config.name == 'coviar' and model_config.num_classes == -1:
-    model_config = copy.deepcopy(model_config)  # CoViAR's own logits: the data set's class count
-    model_config.num_classes = num_classes
-  model = models.MultiHeadModel(backbone=models.build_backbone(model_config), heads=task.heads())
+  backbone = models.build_backbone(config.model, num_classes=num_classes)
+  model = models.MultiHeadModel(backbone=backbone, heads=task.heads())
   return model, task
 
 

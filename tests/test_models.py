@@ -471,3 +471,12 @@ def test_depth_accepts_strings_and_missing_keys_are_named():
   del config['p_temporal_strides']
   with pytest.raises(ValueError, match='p_temporal_strides'):
     models.build_backbone(config)
+
+
+def test_coviar_takes_the_data_sets_class_count_from_the_builder():
+  # num_classes=-1 in the config: the data set's count, passed by the trainer; IMRNet ignores it.
+  assert models.build_backbone(model_config(name='coviar', num_classes=-1), num_classes=5).num_classes == 5
+  assert models.build_backbone(model_config(name='coviar', num_classes=7), num_classes=5).num_classes == 7
+  with pytest.raises(ValueError, match='num_classes'):
+    models.build_backbone(model_config(name='coviar', num_classes=-1))
+  assert models.build_backbone(model_config(), num_classes=5).depth == 'tiny'

@@ -89,10 +89,13 @@ def _temporal_strides(key: str, value: Any) -> tuple[int, ...]:
   return strides
 
 
-def _coviar_from_config(model_config: Any, dtype: Any, streams: str) -> CoViAR:
+def _coviar_from_config(model_config: Any, dtype: Any, streams: str, data_classes: int | None) -> CoViAR:
   num_classes = model_config.num_classes
+  if num_classes == -1 and data_classes is not None:  # -1: the data set's class count
+    num_classes = data_classes
   if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-    raise _invalid('num_classes', num_classes, "a positive int, the dataset's number of classes")
+    raise _invalid('num_classes', num_classes, "a positive int, the dataset's number of classes, or -1 "
+                   'for the data set\'s (build_backbone(..., num_classes=N))')
   weights = tuple(model_config.coviar_stream_weights)
   if len(weights) != 3 or not all(isinstance(w, (int, float)) for w in weights):
     raise _invalid('coviar_stream_weights', weights,
@@ -121,10 +124,12 @@ def _imrnet_from_config(model_config: Any, dtype: Any, streams: str) -> IMRNet:
                            _resnet3d.STRIDED_CONV_MODES))
 
 
-def build_backbone(model_config: Any) -> nn.Module:
+def build_backbone(model_config: Any, num_classes: int | None = None) -> nn.Module:
   """IMRNet or CoViAR from `config.model` (an ml_collections.ConfigDict).
 
-  Reads the keys KEYS[config.model.name] lists. Returns an unbound module, called as
+  Reads the keys KEYS[config.model.name] lists. `num_classes` is the data set's class count: CoViAR,
+  which has its own classifiers, uses it where config.model.num_classes is -1; IMRNet ignores it.
+  Returns an unbound module, called as
   `module.apply(variables, iframes=..., motion_vectors=..., residuals=..., train=...)`.
   """
   name = _choice('name', model_config.name, NAMES)
@@ -135,5 +140,5 @@ def build_backbone(model_config: Any) -> nn.Module:
   dtype = DTYPES[_choice('dtype', model_config.dtype, tuple(DTYPES))]
   streams = _streams(model_config.streams)
   if name == 'coviar':
-    return _coviar_from_config(model_config, dtype, streams)
+    return _coviar_from_config(model_config, dtype, streams, num_classes)
   return _imrnet_from_config(model_config, dtype, streams)
