@@ -391,6 +391,8 @@ def finalize(output_dir: pathlib.Path, listing: datasets.Listing, settings: Sett
       'splits': {split: sum(records[s.key]['num_examples'] for s in shards if s.split == split)
                  for split in listing.splits},
       'num_shards': {split: sum(s.split == split for s in shards) for split in listing.splits},
+      # Byte size of every shard: a training run checks them before it starts (a truncated copy).
+      'shard_bytes': {shard.file_name: records[shard.key]['num_bytes'] for shard in shards},
       'failures': failures,
       'format_version': FORMAT_VERSION,
       **(extra or {}),

@@ -69,6 +69,13 @@ def check_data(data_dir: str, splits: tuple[str, ...], key: str = 'config.datase
       what = f'shard {bad[0]} is missing or empty' if bad else 'the manifest lists no shards'
       raise UserError(f'{key}={data_dir}: {what} (split {split!r}, {len(bad)} of {num_shards} shards bad). '
                       f'Check with `python -m data_prep.verify {data_dir}`, then reconvert.')
+    expected_bytes = manifest.get('shard_bytes', {})  # written by data_prep.convert since 2026-12
+    for name in names:
+      size = os.path.getsize(os.path.join(data_dir, name))
+      if name in expected_bytes and size != expected_bytes[name]:
+        raise UserError(f'{key}={data_dir}: shard {name} is {size} bytes but was written with '
+                        f'{expected_bytes[name]} (truncated or replaced since). Check with '
+                        f'`python -m data_prep.verify {data_dir}`, then reconvert it.')
   return manifest
 
 

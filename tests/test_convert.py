@@ -265,3 +265,35 @@ def test_a_split_with_no_videos_still_loads(source, tmp_path):
   assert verify.verify(tmp_path, log=QUIET) == []
   # TFDS lists the split (its as_dataset refuses to read an empty one).
   assert tfds.builder_from_directory(str(tmp_path)).info.splits['validation'].num_examples == 0
+
+
+def test_damaged_shards_stop_training_before_it_starts_or_at_the_first_bad_read(reference, tmp_path):
+  """Truncated: the start-up check compares sizes with the manifest. Corrupt in place: the reader names the fix."""
+  from configs import default  # pylint: disable=g-import-not-at-top
+  from imr_jax import cli, preflight  # pylint: disable=g-import-not-at-top
+  from imr_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  out, manifest = reference
+  shard = 'synthetic-train.tfrecord-00000-of-00002'
+  assert manifest['shard_bytes'][shard] == (out / shard).stat().st_size
+  preflight.check_data(str(out), ('train', 'test'))  # sound: passes
+
+  truncated = tmp_path / 'truncated'
+  shutil.copytree(out, truncated)
+  data = (truncated / shard).read_bytes()
+  (truncated / shard).write_bytes(data[:len(data) // 2])
+  with pytest.raises(cli.UserError, match=rf'shard {shard} is {len(data) // 2} bytes but was written with '
+                                          rf'{len(data)}.*python -m data_prep.verify {truncated}'):
+    preflight.check_data(str(truncated), ('train',))
+
+  corrupt = tmp_path / 'corrupt'
+  shutil.copytree(out, corrupt)
+  flipped = bytearray(data)
+  flipped[len(data) // 2] ^= 0xFF  # same size, a record's CRC no longer matches
+  (corrupt / shard).write_bytes(bytes(flipped))
+  preflight.check_data(str(corrupt), ('train',))  # sizes agree: only reading finds it
+  config = default.base_config()
+  config.dataset.data_dir = str(corrupt)
+  config.data.update(num_gops=1, p_per_gop=2, crop_size=32, shuffle_buffer=2)
+  with pytest.raises(pipeline.DamagedDataError, match=rf"Split 'train' of {corrupt} is damaged.*data_prep.verify"):
+    for _ in zip(pipeline.train_iterator(config, host_batch_size=2, seed=0), range(20)):
+      pass

@@ -413,15 +413,30 @@ def eval_dataset(config: ml_collections.ConfigDict, *, host_batch_size: int, spl
   return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options(num_threads))
 
 
+class DamagedDataError(ValueError):
+  """A shard could not be read or a record did not parse; the message names the data and the fix."""
+
+
+def _checked(batches: Iterator[Batch], data_dir: str, split: str) -> Iterator[Batch]:
+  """`batches`, with TensorFlow's errors on damaged shards turned into one DamagedDataError."""
+  try:
+    yield from batches
+  except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+    raise DamagedDataError(
+        f'Split {split!r} of {data_dir} is damaged: {e.message.splitlines()[0]}. Find the shard with '
+        f'`python -m data_prep.verify {data_dir}`, then reconvert (data_prep.convert keeps the sound '
+        'shards); checkpoints already written are kept.') from None
+
+
 def train_iterator(config: ml_collections.ConfigDict, *, host_batch_size: int, seed: int,
                    extras: frozenset[str] = frozenset()) -> Iterator[Batch]:
   """Infinite numpy training batches of this host (see `train_dataset`)."""
-  return iter(tfds.as_numpy(train_dataset(config, host_batch_size=host_batch_size, seed=seed,
-                                          extras=extras)))
+  dataset = train_dataset(config, host_batch_size=host_batch_size, seed=seed, extras=extras)
+  return _checked(iter(tfds.as_numpy(dataset)), config.dataset.data_dir, config.dataset.train_split)
 
 
 def eval_iterator(config: ml_collections.ConfigDict, *, host_batch_size: int, split: str | None = None,
                   extras: frozenset[str] = frozenset()) -> Iterator[Batch]:
   """One pass of numpy evaluation batches of this host (see `eval_dataset`)."""
-  return iter(tfds.as_numpy(eval_dataset(config, host_batch_size=host_batch_size, split=split,
-                                         extras=extras, seed=config.seed)))
+  dataset = eval_dataset(config, host_batch_size=host_batch_size, split=split, extras=extras, seed=config.seed)
+  return _checked(iter(tfds.as_numpy(dataset)), config.dataset.data_dir, split or config.dataset.eval_split)
