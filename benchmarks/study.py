@@ -31,8 +31,8 @@ from its last checkpoint):
 
 `--diagnose` runs, instead of the tables, the checks docs/results.md uses to explain them (the tuning
 runs first, if not done): each stream alone from scratch (can the label be read from one stream?), and
-scratch vs no connection with LONG_BUDGET x the fine-tuning epochs, first two seeds (is the ablation's
-lead a matter of budget?), writing WORKDIR/diagnostics.md and diagnostics.json.
+bidirectional vs no connection vs unidirectional with LONG_BUDGET x the fine-tuning epochs, first two
+seeds (is the ablations' lead a matter of budget?), writing WORKDIR/diagnostics.md and diagnostics.json.
 """
 
 import dataclasses
@@ -95,7 +95,8 @@ SINGLE_STREAMS = (('i_only', 'I-frames only', 'i'), ('m_only', 'Motion vectors o
                   ('r_only', 'Residuals only', 'r'))
 LONG_BUDGET = 3  # x finetune_epochs
 LONG_BUDGET_SEEDS = 2  # the first seeds only: these runs cost LONG_BUDGET times as much
-LONG_BUDGET_ROWS = (('scratch', 'Bidirectional (full)', ''), ('no_connection', 'No connection', 'no_connection'))
+LONG_BUDGET_ROWS = (('scratch', 'Bidirectional (full)', ''), ('no_connection', 'No connection', 'no_connection'),
+                    ('unidirectional', 'Unidirectional (P -> I)', 'unidirectional'))
 
 # The study's scale at --scale=1 (sized for a 2-core CPU; see docs/results.md for why these values).
 PRETRAIN_VIDEOS_PER_CLASS = 32
