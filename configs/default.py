@@ -44,7 +44,7 @@ def base_config() -> ml_collections.ConfigDict:
   config.data.crop_scales = (1.0, 0.875, 0.75, 0.66)  # multi-scale crop: side = scale * min(H, W)
   config.data.flip = True  # random horizontal flip (negates the MV x channel)
   config.data.color_jitter = False  # brightness/contrast jitter on I-frames only
-  config.data.shuffle_buffer = 256  # encoded training records in the shuffle buffer (~2-5 MB each)
+  config.data.shuffle_buffer = 256  # training records are shuffled in windows of this many (~2-5 MB each)
   config.data.eval_num_clips = 10  # clips per video at evaluation, uniformly spaced
   config.data.eval_num_crops = 3  # spatial crops per clip at evaluation (left/centre/right)
   config.data.eval_crop_size = 112  # side of the square evaluation crop, pixels

@@ -369,10 +369,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
 
   manager = checkpoints.make_manager(workdir, keep=config.keep_checkpoints)
   start_step = manager.latest_step() or 0
-  # A resumed run reseeds the data order from its start step: no repeat of the first batches.
+  # Batch s is a pure function of (seed, host, s): a resumed run trains on the batches it would have.
   batches = pipeline.train_iterator(
-      config, host_batch_size=parallel.host_batch_size(config.batch_size, mesh),
-      seed=config.seed + start_step + 100_003 * jax.process_index(), extras=task.batch_requirements)
+      config, host_batch_size=parallel.host_batch_size(config.batch_size, mesh), seed=config.seed,
+      start_step=start_step, extras=task.batch_requirements)
   first_batch = next(batches)
   batches = _chain(first_batch, batches)
 

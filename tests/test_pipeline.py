@@ -241,6 +241,62 @@ def test_same_seed_same_batches(data_dir):
   assert any(not np.array_equal(a['iframes'], c['iframes']) for a, c in zip(first, other))
 
 
+def test_a_resumed_stream_trains_on_the_batches_of_the_uninterrupted_one(data_dir):
+  """Batch s from start_step=s equals batch s of a run from 0, across epochs and shuffle windows."""
+  config = _config(data_dir, color_jitter=True, shuffle_buffer=2)
+  extras = frozenset({'shifted', 'view2'})
+  # 5 videos, batches of 2: epochs end mid-batch, windows of 2 end mid-epoch.
+  straight = _batches(pipeline.train_dataset(config, host_batch_size=2, seed=3, extras=extras), 9)
+  for start_step in (1, 2, 5):
+    resumed = _batches(pipeline.train_dataset(config, host_batch_size=2, seed=3, start_step=start_step,
+                                              extras=extras), 9 - start_step)
+    for step, (want, got) in enumerate(zip(straight[start_step:], resumed), start_step):
+      assert want.keys() == got.keys()
+      for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=f'{name} of batch {step}')
+
+
+def _write_shards(root, lengths):
+  files = []
+  for shard, length in enumerate(lengths):
+    files.append(str(root / f'shard{shard}.tfrecord'))
+    with tf.io.TFRecordWriter(files[-1]) as writer:
+      for record in range(length):
+        writer.write(f'{shard}/{record}'.encode())
+  return files
+
+
+def test_training_records_each_once_per_epoch_in_shard_order_and_reproducible(tmp_path):
+  lengths = (7, 5, 9, 3, 6)
+  files = _write_shards(tmp_path, lengths)
+  key = tf.constant([1, 2], tf.int64)
+  read = lambda start, count, key=key: [r.decode() for r in pipeline.train_records(
+      files, lengths, key=key, window=4, start=start).take(count).as_numpy_iterator()]
+  stream = read(0, 3 * sum(lengths))
+  every_record = sorted(f'{shard}/{record}' for shard, n in enumerate(lengths) for record in range(n))
+  epochs = [stream[e * sum(lengths):(e + 1) * sum(lengths)] for e in range(3)]
+  for epoch in epochs:
+    assert sorted(epoch) == every_record
+  assert epochs[0] != epochs[1] != epochs[2]  # a new order each epoch
+  for start in (1, 4, 6, 30, 31, 57):
+    assert read(start, len(stream) - start) == stream[start:], start
+  assert read(0, len(stream), key=tf.constant([1, 3], tf.int64)) != stream
+
+
+def test_epoch_order_reads_shards_in_groups_each_in_file_order():
+  lengths = [4, 1, 3, 5, 2, 6, 2]
+  order = pipeline._epoch_order(lengths, tf.constant([5, 0], tf.int64), group=2).numpy()  # pylint: disable=protected-access
+  assert np.bincount(order, minlength=len(lengths)).tolist() == lengths
+  # Shards are read two at a time: once a shard is started, every shard started before the one
+  # before it is finished.
+  first = {shard: order.tolist().index(shard) for shard in range(len(lengths))}
+  last = {shard: len(order) - 1 - order[::-1].tolist().index(shard) for shard in range(len(lengths))}
+  by_start = sorted(first, key=first.get)
+  for earlier, later in zip(by_start[::2], by_start[2::2]):
+    for shard in (earlier, by_start[by_start.index(earlier) + 1]):
+      assert last[shard] < first[later], (order, earlier, later)
+
+
 def test_eval_views_are_uniform_clips_times_three_crops(data_dir):
   config = _config(data_dir)
   batches = list(tfds.as_numpy(pipeline.eval_dataset(config, host_batch_size=4, process_index=0,

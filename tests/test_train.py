@@ -32,8 +32,8 @@ EVAL_SIZE = 5
 
 
 # ---------------------------------------------------------------------------------------------------
-# Stand-ins: a tiny model, a classification task and an input pipeline whose batch i is a pure
-# function of (seed + i), so a run reseeded at its resume step sees exactly the batches it would have.
+# Stand-ins: a tiny model, a classification task and an input pipeline whose batch s is a pure
+# function of (seed, s), as the real one's is, so a resumed run sees exactly the batches it would have.
 
 
 class StandInBackbone(nn.Module):
@@ -79,7 +79,7 @@ class StandInTask:
     return outputs['classifier']
 
 
-def fake_batch(seed: int, batch_size: int, config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
+def fake_batch(seed: int | tuple[int, ...], batch_size: int, config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
   """A batch with the keys and shapes of DESIGN.md section 3, random values from `seed`."""
   rng = np.random.default_rng(seed)
   g, t_p, s = config.data.num_gops, config.data.num_gops * config.data.p_per_gop, config.data.crop_size
@@ -108,13 +108,13 @@ class FakePipeline:
     return {'label_names': [f'class{i}' for i in range(NUM_CLASSES)],
             'splits': {'train': TRAIN_SIZE, 'test': EVAL_SIZE}}
 
-  def train_iterator(self, config, *, host_batch_size, seed, extras=frozenset()):
+  def train_iterator(self, config, *, host_batch_size, seed, start_step=0, extras=frozenset()):
     del extras
     for i in range(10**9):
       if self.fail_after is not None and i == self.fail_after:
         raise KeyboardInterrupt('simulated kill')
-      batch = fake_batch(seed + i, host_batch_size, config)
-      if self.nan_at is not None and seed + i == config.seed + self.nan_at:
+      batch = fake_batch((seed, start_step + i), host_batch_size, config)
+      if self.nan_at is not None and start_step + i == self.nan_at:
         batch['iframes'][0, 0, 0, 0, 0] = np.nan
       yield batch
 

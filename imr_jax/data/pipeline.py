@@ -10,9 +10,10 @@ metadata data_prep writes; the shards are read with `tf.data.TFRecordDataset` an
 `schema.parse_example`. (TFDS's own `as_dataset` would decode every frame of every video; the raw
 records let us decode only the sampled ones.)
 
-Determinism: every random choice of an example is a stateless function of (seed, process index, the
-example's position in the host's stream), and tf.data keeps order (`deterministic=True`), so the same
-seed gives the same batches however many threads run.
+Determinism: the order of a host's training records (`train_records`) and every random choice of an
+example are stateless functions of (seed, process index, the example's position in the host's stream),
+and tf.data keeps order (`deterministic=True`): the same seed gives the same batches however many
+threads run, and a run resumed at step s starts at batch s by skipping, not by replaying or reseeding.
 
 Multi-host: each host reads every process_count-th shard file. Evaluation numbers videos by their
 position in the split (from the shard lengths in the metadata) and pads every host to the same number
@@ -38,7 +39,7 @@ from imr_jax.data import schema
 
 Batch = dict[str, np.ndarray]
 EXTRAS = frozenset({'shifted', 'view2'})
-# Records of a training host read in parallel; each shard file is one sequential stream.
+# Shard files a training host reads at once (their records riffled); each is one sequential stream.
 MAX_INTERLEAVED_FILES = 16
 # Stateless seed streams of one example; a fixed position per random choice keeps runs reproducible
 # when a choice is switched off.
@@ -299,15 +300,83 @@ def _host(process_index: int | None, process_count: int | None) -> tuple[int, in
   return process_index, process_count
 
 
+def _epoch_order(lengths: Sequence[int], key: tf.Tensor, group: int) -> tf.Tensor:
+  """One epoch of a host's records, as the shard index of each position (int64 (sum(lengths),)).
+
+  The shards are permuted; consecutive groups of `group` shards are read together, their records
+  riffled at random, each shard's in file order (so at most `group` files are open, each read
+  sequentially), and the groups follow one another.
+  """
+  lengths = tf.constant(lengths, tf.int64)
+  file_key, riffle_key = tf.unstack(tf.random.experimental.stateless_split(key, 2))
+  order = tf.random.experimental.stateless_shuffle(
+      tf.range(tf.size(lengths, out_type=tf.int64)), file_key, alg='philox')
+  group_of_shard = tf.math.invert_permutation(order) // group
+  shard_of_slot = tf.repeat(tf.range(tf.size(lengths, out_type=tf.int64)), lengths)
+  sort_key = tf.cast(tf.gather(group_of_shard, shard_of_slot), tf.float64) + tf.random.stateless_uniform(
+      tf.shape(shard_of_slot), riffle_key, dtype=tf.float64, alg='philox')
+  return tf.gather(shard_of_slot, tf.argsort(sort_key, stable=True))
+
+
+def _epoch_records(files: Sequence[str], lengths: Sequence[int], key: tf.Tensor, epoch: tf.Tensor,
+                   start: tf.Tensor, window: int) -> tf.data.Dataset:
+  """The encoded records of one epoch of a host, from its position `start` on.
+
+  Shards are read in `_epoch_order`; consecutive windows of `window` records are then permuted at
+  random. Both are stateless functions of (key, epoch), so the records from any position are found by
+  skipping: whole records per shard (reading only their length headers), then at most one window.
+  """
+  epoch_key = tf.random.experimental.stateless_fold_in(key, epoch)
+  order_key, window_key = tf.unstack(tf.random.experimental.stateless_split(epoch_key, 2))
+  shard_of_position = _epoch_order(lengths, order_key, MAX_INTERLEAVED_FILES)
+  first_window = start // window
+  window_start = first_window * window
+  done = tf.math.bincount(shard_of_position[:window_start], minlength=len(files), maxlength=len(files),
+                          dtype=tf.int64)
+  shards = [tf.data.TFRecordDataset(path).skip(done[i]) for i, path in enumerate(files)]
+  records = tf.data.Dataset.choose_from_datasets(
+      shards, tf.data.Dataset.from_tensor_slices(shard_of_position[window_start:]))
+
+  def permute(index, records):
+    shuffled = tf.random.experimental.stateless_shuffle(
+        tf.range(tf.size(records)), tf.random.experimental.stateless_fold_in(window_key, index),
+        alg='philox')
+    return tf.gather(records, shuffled)
+  records = records.batch(window).enumerate(first_window).map(permute).unbatch()
+  return records.skip(start - window_start)
+
+
+def train_records(files: Sequence[str], lengths: Sequence[int], *, key: tf.Tensor, window: int,
+                  start: int = 0) -> tf.data.Dataset:
+  """A host's infinite stream of encoded training records, from its position `start` on.
+
+  Epoch after epoch, every record once per epoch, in an order that is a stateless function of
+  (key, epoch): a resumed run skips to its position instead of replaying or reseeding.
+  """
+  per_epoch = sum(lengths)
+  first_epoch, start_in_epoch = divmod(start, per_epoch)
+  return tf.data.Dataset.range(first_epoch, 2**62).flat_map(
+      lambda epoch: _epoch_records(files, lengths, key, epoch,
+                                   tf.where(epoch == first_epoch, tf.constant(start_in_epoch, tf.int64),
+                                            tf.constant(0, tf.int64)), window))
+
+
 def train_dataset(config: ml_collections.ConfigDict, *, host_batch_size: int, seed: int,
-                  extras: frozenset[str] = frozenset(), process_index: int | None = None,
-                  process_count: int | None = None, num_threads: int | None = None) -> tf.data.Dataset:
-  """The infinite, shuffled, augmented training batches of this host, as a tf.data.Dataset.
+                  start_step: int = 0, extras: frozenset[str] = frozenset(),
+                  process_index: int | None = None, process_count: int | None = None,
+                  num_threads: int | None = None) -> tf.data.Dataset:
+  """The infinite, shuffled, augmented training batches of this host, from batch `start_step` on.
+
+  Batch s is a pure function of (seed, process index, s): the records come from `train_records` and
+  every random choice of an example is keyed by its position in the host's stream. A run resumed at
+  step s therefore trains on exactly the batches the uninterrupted run would have, and runs with
+  different seeds share no random stream.
 
   Args:
     config: the experiment config; reads config.dataset.{data_dir, train_split} and config.data.*.
     host_batch_size: examples per batch on this host.
     seed: the data seed; equal seeds give equal batches.
+    start_step: the first batch to yield (a resumed run's step).
     extras: subset of {'shifted', 'view2'}: optional batch keys (DESIGN.md section 3).
     process_index, process_count: this host and the number of hosts (default: jax's).
     num_threads: size of tf.data's private thread pool (None: TensorFlow's default); benchmarks use 1.
@@ -320,26 +389,23 @@ def train_dataset(config: ml_collections.ConfigDict, *, host_batch_size: int, se
   _check_config(data, extras)
   if host_batch_size < 1:
     raise ValueError(f'host_batch_size={host_batch_size} must be >= 1.')
+  if start_step < 0:
+    raise ValueError(f'start_step={start_step} must be >= 0.')
   process_index, process_count = _host(process_index, process_count)
   encoding = dataset_info(config.dataset.data_dir)['encoding']
-  files, _ = split_files(config.dataset.data_dir, config.dataset.train_split)
+  files, lengths = split_files(config.dataset.data_dir, config.dataset.train_split)
   if len(files) < process_count:
     raise ValueError(
         f'Split {config.dataset.train_split!r} of {config.dataset.data_dir!r} has {len(files)} shard files, '
         f'fewer than the {process_count} hosts; re-run data_prep.convert with at least that many shards.')
-  host_files = files[process_index::process_count]
-  example_seed = tf.constant([seed, process_index], tf.int64)
-
-  # Shard-level shuffle (cheap, whole files), then a modest shuffle of still-encoded records.
-  dataset = tf.data.Dataset.from_tensor_slices(host_files)
-  dataset = dataset.shuffle(len(host_files), seed=seed, reshuffle_each_iteration=True).repeat()
-  dataset = dataset.interleave(
-      tf.data.TFRecordDataset, cycle_length=min(len(host_files), MAX_INTERLEAVED_FILES),
-      block_length=1, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  dataset = dataset.shuffle(data.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-  dataset = dataset.enumerate().map(
+  host_key = tf.constant([seed, process_index], tf.int64)
+  records_key, example_key = tf.unstack(tf.random.experimental.stateless_split(host_key, 2))
+  start = start_step * host_batch_size
+  records = train_records(files[process_index::process_count], lengths[process_index::process_count],
+                          key=records_key, window=data.shuffle_buffer, start=start)
+  dataset = records.enumerate(start).map(
       lambda position, serialized: _train_example(
-          serialized, position, data=data, encoding=encoding, extras=extras, seed=example_seed),
+          serialized, position, data=data, encoding=encoding, extras=extras, seed=example_key),
       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   dataset = dataset.batch(host_batch_size, drop_remainder=True)
   return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options(num_threads))
@@ -429,9 +495,10 @@ def _checked(batches: Iterator[Batch], data_dir: str, split: str) -> Iterator[Ba
 
 
 def train_iterator(config: ml_collections.ConfigDict, *, host_batch_size: int, seed: int,
-                   extras: frozenset[str] = frozenset()) -> Iterator[Batch]:
-  """Infinite numpy training batches of this host (see `train_dataset`)."""
-  dataset = train_dataset(config, host_batch_size=host_batch_size, seed=seed, extras=extras)
+                   start_step: int = 0, extras: frozenset[str] = frozenset()) -> Iterator[Batch]:
+  """Infinite numpy training batches of this host from batch `start_step` on (see `train_dataset`)."""
+  dataset = train_dataset(config, host_batch_size=host_batch_size, seed=seed, start_step=start_step,
+                          extras=extras)
   return _checked(iter(tfds.as_numpy(dataset)), config.dataset.data_dir, config.dataset.train_split)
 
 
