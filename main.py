@@ -3,10 +3,13 @@
   python main.py --config=configs/pmsp.py --workdir=runs/pmsp
   python main.py --config=configs/finetune.py:ucf101:1 --workdir=runs/pmsp_ucf101_1 \
       --config.init_from=runs/pmsp
-Any key can be overridden: --config.batch_size=64. Running again with the same workdir resumes.
+Any key can be overridden: --config.batch_size=64. Running again with the same workdir resumes; on
+SIGTERM (a preemption notice) the run saves a checkpoint of its current step and exits with status 143.
 Multi-host (TPU pods, SLURM, or explicit): --multihost (and, off a managed cluster,
 --coordinator_address=HOST:PORT --num_processes=N --process_id=I).
 """
+
+import sys
 
 from absl import flags, logging
 from ml_collections import config_flags
@@ -14,6 +17,8 @@ from ml_collections import config_flags
 from imr_jax import cli, preflight
 
 FLAGS = flags.FLAGS
+# 128 + SIGTERM, as if the signal had ended the process: schedulers that requeue preempted jobs see it.
+PREEMPTED_EXIT_STATUS = 143
 config_flags.DEFINE_config_file('config', None, 'Experiment config file (see configs/).', lock_config=True)
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, TensorBoard logs and final_metrics.json.')
 flags.DEFINE_bool('multihost', False, 'Join the other processes with jax.distributed.initialize().')
@@ -40,7 +45,12 @@ def main(argv):
 
   from imr_jax import checkpoints, train  # pylint: disable=g-import-not-at-top
   checkpoints.quiet_orbax_logging()
-  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  try:
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except checkpoints.Preempted as preempted:
+    logging.warning('%s', preempted)
+    print(preempted, flush=True)
+    sys.exit(PREEMPTED_EXIT_STATUS)
 
 
 if __name__ == '__main__':

@@ -5,11 +5,16 @@ checkpoint (orbax writes to a temporary directory and renames it when complete, 
 never restored). Fine-tuning loads another run's weights with `load_pretrained`, which is strict: every
 parameter or batch statistic that differs in name, shape or dtype raises, except the paths matched by
 explicit `dont_load` patterns (the pretext heads).
+
+Preemption: TPU VMs, SLURM and Kubernetes send SIGTERM some seconds before they take a machine.
+`PreemptionWatch` tells the training loop at which step to save and stop, the same step on every host.
 """
 
 import logging as python_logging
 import os
 import re
+import signal
+import threading
 from typing import Any
 
 import flax
@@ -34,7 +39,9 @@ def make_manager(workdir: str, *, keep: int, read_only: bool = False) -> ocp.Che
   if read_only:
     options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
   else:
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=True)
+    # A process killed mid-save leaves a temporary folder; the next start removes it.
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=True,
+                                           cleanup_tmp_directories=True)
   return ocp.CheckpointManager(directory, options=options, item_handlers=ocp.StandardCheckpointHandler())
 
 
@@ -75,6 +82,50 @@ def restore_raw(workdir: str, sharding: Sharding, step: int | None = None) -> tu
   restored = manager.restore(step, args=ocp.args.StandardRestore(abstract))
   manager.close()
   return restored, step
+
+
+class Preempted(Exception):
+  """The run was told to stop (SIGTERM) and saved a checkpoint at `step`; rerunning it continues."""
+
+  def __init__(self, step: int, workdir: str):
+    super().__init__(f'Preempted (SIGTERM): saved a checkpoint at step {step} in {workdir}; run the same '
+                     'command again to continue from it.')
+    self.step = step
+
+
+class PreemptionWatch:
+  """Whether the run has been told to stop, at the same step on every host.
+
+  Multi-host (jax.distributed initialised): JAX's preemption service, through orbax's
+  `CheckpointManager.reached_preemption`. The notice (SIGTERM by default) reaching any host is
+  propagated to all, and each returns True at the same step (the step after the largest any host had
+  reached), so every host saves that step. One process has no one to agree with: a SIGTERM handler
+  sets a flag, read at the next step. Use as a context manager; the previous handler is restored.
+  """
+
+  def __init__(self):
+    self._notice = False
+    self._previous = None
+
+  def __enter__(self) -> 'PreemptionWatch':
+    if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+      self._previous = None
+
+  def _on_sigterm(self, signum, frame) -> None:
+    del signum, frame
+    self._notice = True
+
+  def reached(self, step: int, manager: ocp.CheckpointManager) -> bool:
+    """True when the run must save `step` and stop; call it at every step, on every host."""
+    if jax.process_count() > 1:
+      return manager.reached_preemption(step)
+    return self._notice
 
 
 def flatten(tree: Any) -> dict[str, Any]:

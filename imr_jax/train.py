@@ -7,6 +7,7 @@ and jitted once over a device mesh (batch split on 'data', state replicated).
 
 import contextlib
 import copy
+import fcntl
 import functools
 import itertools
 import json
@@ -26,12 +27,13 @@ from clu import metric_writers, periodic_actions
 from flax import traverse_util
 from flax.training import train_state
 
-from imr_jax import checkpoints, metrics as metrics_lib, models, parallel, preflight, tasks
+from imr_jax import checkpoints, cli, metrics as metrics_lib, models, parallel, preflight, tasks
 from imr_jax.data import pipeline
 
 FINAL_METRICS_FILE = 'final_metrics.json'
 CONFIG_FILE = preflight.CONFIG_FILE
 LOG_FILE = 'log.txt'
+LOCK_FILE = 'lock'
 
 
 class TrainState(train_state.TrainState):
@@ -289,14 +291,39 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   Returns:
     The last evaluation's metrics (also in WORKDIR/final_metrics.json).
+  Raises:
+    checkpoints.Preempted: after a SIGTERM, once the checkpoint of the step it stopped at is saved.
   """
   preflight.check_init_from(config)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
-  with _log_file(os.path.join(workdir, LOG_FILE)):
+  # SIGTERM (a preemption notice) from here on saves a checkpoint and stops the run cleanly.
+  with (_exclusive(workdir), _log_file(os.path.join(workdir, LOG_FILE)),
+        checkpoints.PreemptionWatch() as preemption):
     if jax.process_index() == 0:
       write_config(config, workdir)
-    return _train_and_evaluate(config, workdir)
+    return _train_and_evaluate(config, workdir, preemption)
+
+
+@contextlib.contextmanager
+def _exclusive(workdir: str) -> Iterator[None]:
+  """Holds WORKDIR/lock, so that a second single-process run on the same workdir refuses to start.
+
+  The hosts of a multi-host run share their workdir, and a lock on a remote file system is not
+  reliable, so neither takes it.
+  """
+  if jax.process_count() > 1 or preflight.is_remote(workdir):
+    yield
+    return
+  with open(os.path.join(workdir, LOCK_FILE), 'w') as lock:
+    try:
+      fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      raise cli.UserError(
+          f'Another training process is using --workdir={workdir} (it holds {lock.name}). Wait for it to '
+          'finish or stop it, or choose another --workdir; the hosts of one multi-host run share a '
+          'workdir with --multihost.') from None
+    yield  # the lock goes with the file's closing, or with the process
 
 
 @contextlib.contextmanager
@@ -359,7 +386,8 @@ def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     json.dump({'command': sys.argv, 'config': resolved}, f, indent=2, sort_keys=True)
 
 
-def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                        preemption: checkpoints.PreemptionWatch) -> dict[str, float]:
   mesh = parallel.make_mesh()
   replicated, data_sharding = parallel.replicated(mesh), parallel.data_sharding(mesh)
   info = pipeline.dataset_info(config.dataset.data_dir)
@@ -408,6 +436,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
   logging.info('Training steps %d..%d (%d per epoch); compiling, this can take a minute.',
                start_step, total_steps, steps_per_epoch)
   print('compiling, this can take a minute', flush=True)
+  preempted = False
   try:
     for step, batch in zip(range(start_step, total_steps), batches):
       state, step_metrics, finite = p_train_step(state, parallel.global_batch(batch, mesh), step_rng)
@@ -423,12 +452,19 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
         with report_progress.timed('eval'):
           eval_metrics = evaluate(_variables(state), config, task, p_eval_step, mesh)
         writer.write_scalars(done, _prefixed(eval_metrics, 'eval/'))
-      if done % config.checkpoint_every_steps == 0 or done == total_steps:
+      preempted = preemption.reached(done, manager)
+      if done % config.checkpoint_every_steps == 0 or done == total_steps or preempted:
         guard.flush()  # never save a state that a non-finite update produced
         checkpoints.save(manager, done, state)
+      if preempted:
+        break
     guard.flush()
   finally:  # also on Ctrl-C or an error: let the save in flight complete
     manager.wait_until_finished()
+  if preempted:
+    writer.flush()
+    manager.close()
+    raise checkpoints.Preempted(done, workdir)
 
   if eval_metrics is None:  # nothing left to train (a finished run restarted): evaluate its state
     eval_metrics = evaluate(_variables(state), config, task, p_eval_step, mesh)

@@ -3,8 +3,11 @@
 import json
 import os
 import pathlib
+import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -16,10 +19,13 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 QUICK_COMPILE = ' --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true'
 
 
+def _env() -> dict[str, str]:
+  return {**os.environ, 'JAX_PLATFORMS': 'cpu', 'CUDA_VISIBLE_DEVICES': '',
+          'XLA_FLAGS': os.environ.get('XLA_FLAGS', '') + QUICK_COMPILE}
+
+
 def _run(args: list[str], timeout: int = 300) -> str:
-  env = {**os.environ, 'JAX_PLATFORMS': 'cpu', 'CUDA_VISIBLE_DEVICES': '',
-         'XLA_FLAGS': os.environ.get('XLA_FLAGS', '') + QUICK_COMPILE}
-  result = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True,
+  result = subprocess.run([sys.executable, *args], cwd=REPO, env=_env(), capture_output=True, text=True,
                           timeout=timeout)
   output = result.stdout + result.stderr
   assert result.returncode == 0, output[-4000:]
@@ -64,6 +70,65 @@ def test_two_step_pretraining_run_writes_metrics_and_checkpoint(pretrained):
   assert (pretrained / 'checkpoints' / '2').is_dir()
   tags = _scalar_tags(pretrained)
   assert {'train/loss', 'train/learning_rate', 'eval/loss', 'steps_per_sec'} <= tags
+
+
+def _checkpoint_leaves(workdir: pathlib.Path, step: int) -> dict:
+  """Every array of a checkpoint (parameters, BatchNorm statistics, optimizer state, step) by path."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from imr_jax import checkpoints, parallel  # pylint: disable=g-import-not-at-top
+  restored, _ = checkpoints.restore_raw(str(workdir), parallel.replicated(parallel.make_mesh()), step)
+  return {jax.tree_util.keystr(path): np.asarray(value)
+          for path, value in jax.tree_util.tree_leaves_with_path(restored)}
+
+
+def test_preempted_then_killed_run_ends_with_the_parameters_of_an_uninterrupted_one(synthetic_data,
+                                                                                    tmp_path):
+  """SIGTERM (saves its step, exits 143), rerun, kill -9 between checkpoints, rerun: bit-identical."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  steps = 14
+  args = ['main.py', '--config=configs/pmsp.py:tiny', f'--config.dataset.data_dir={synthetic_data}',
+          f'--config.num_train_steps={steps}', '--config.checkpoint_every_steps=4',
+          '--config.log_every_steps=1', '--config.eval_every_steps=1000']
+  straight, interrupted = tmp_path / 'straight', tmp_path / 'interrupted'
+  _run(args + [f'--workdir={straight}'])
+
+  def start():
+    return subprocess.Popen([sys.executable, *args, f'--workdir={interrupted}'], cwd=REPO, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+  # A preemption notice during start-up: the run saves the step it is at and exits with 143.
+  process = start()
+  for line in process.stdout:
+    if 'compiling' in line:
+      process.send_signal(signal.SIGTERM)
+      break
+  output = process.communicate(timeout=300)[0]
+  assert process.returncode == 143, output[-4000:]
+  saved = re.search(r'Preempted \(SIGTERM\): saved a checkpoint at step (\d+)', output)
+  assert saved and 1 <= int(saved.group(1)) < steps, output[-4000:]
+  assert (interrupted / 'checkpoints' / saved.group(1)).is_dir()
+
+  # The rerun resumes; kill -9 once it has logged step 6 or 7 (checkpoints at 4 and 8): no chance to save.
+  process = start()
+  log = interrupted / 'log.txt'
+  deadline = time.time() + 300
+  while not re.search(r'INFO \[(6|7)\] train/', log.read_text()) and time.time() < deadline:
+    assert process.poll() is None, process.communicate()[0][-4000:]
+    time.sleep(0.02)
+  process.kill()
+  process.communicate(timeout=60)
+  assert not (interrupted / 'final_metrics.json').exists()
+  assert not (interrupted / 'checkpoints' / str(steps)).exists()
+
+  output = _run(args + [f'--workdir={interrupted}'])
+  # From the preempted step or a checkpoint the killed run completed (a save in flight is lost).
+  resumed = re.search(r'resumed from step (\d+) of', output)
+  assert resumed and int(resumed.group(1)) in (int(saved.group(1)), 4, 8), output[-4000:]
+  want, got = _checkpoint_leaves(straight, steps), _checkpoint_leaves(interrupted, steps)
+  assert want.keys() == got.keys()
+  for name in want:
+    np.testing.assert_array_equal(got[name], want[name], err_msg=name)
 
 
 def test_fine_tuning_from_the_pretraining_run_then_evaluating_it(pretrained, synthetic_data, tmp_path):

@@ -5,10 +5,12 @@ these tests pin down the loop's own behaviour: exact resume, 1 vs 4 devices, two
 loading, the NaN guard. tests/test_main.py runs the real main.py on the real modules.
 """
 
+import fcntl
 import functools
 import json
 import os
 import pathlib
+import signal
 import socket
 import subprocess
 import sys
@@ -22,7 +24,7 @@ import optax
 import pytest
 
 from configs import default
-from imr_jax import checkpoints, learning_curves, metrics as metrics_lib, models, parallel, train
+from imr_jax import checkpoints, cli, learning_curves, metrics as metrics_lib, models, parallel, train
 from tests import numerics
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -79,7 +81,8 @@ class StandInTask:
     return outputs['classifier']
 
 
-def fake_batch(seed: int | tuple[int, ...], batch_size: int, config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
+def fake_batch(seed: int | tuple[int, ...], batch_size: int,
+               config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
   """A batch with the keys and shapes of DESIGN.md section 3, random values from `seed`."""
   rng = np.random.default_rng(seed)
   g, t_p, s = config.data.num_gops, config.data.num_gops * config.data.p_per_gop, config.data.crop_size
@@ -100,8 +103,9 @@ def fake_batch(seed: int | tuple[int, ...], batch_size: int, config: ml_collecti
 class FakePipeline:
   """train_iterator / eval_iterator / dataset_info with the contract's signatures."""
 
-  def __init__(self, fail_after: int | None = None, nan_at: int | None = None):
-    self.fail_after, self.nan_at = fail_after, nan_at
+  def __init__(self, fail_after: int | None = None, nan_at: int | None = None,
+               sigterm_after: int | None = None):
+    self.fail_after, self.nan_at, self.sigterm_after = fail_after, nan_at, sigterm_after
 
   def dataset_info(self, data_dir):
     del data_dir
@@ -113,6 +117,8 @@ class FakePipeline:
     for i in range(10**9):
       if self.fail_after is not None and i == self.fail_after:
         raise KeyboardInterrupt('simulated kill')
+      if self.sigterm_after is not None and i == self.sigterm_after:
+        os.kill(os.getpid(), signal.SIGTERM)  # what a scheduler sends before it takes the machine
       batch = fake_batch((seed, start_step + i), host_batch_size, config)
       if self.nan_at is not None and start_step + i == self.nan_at:
         batch['iframes'][0, 0, 0, 0, 0] = np.nan
@@ -209,6 +215,36 @@ def test_interrupted_run_resumes_to_the_same_parameters(stand_ins, tmp_path):
   assert straight.keys() == resumed.keys()
   for name in straight:
     np.testing.assert_array_equal(resumed[name], straight[name], err_msg=name)
+
+
+def test_sigterm_saves_the_current_step_and_a_rerun_ends_where_an_uninterrupted_run_does(stand_ins,
+                                                                                         tmp_path):
+  config = tiny_config(num_train_steps=6, eval_every_steps=100, checkpoint_every_steps=4)
+  train.train_and_evaluate(config, str(tmp_path / 'straight'))
+
+  stand_ins(FakePipeline(sigterm_after=2))  # while the 3rd batch (step 2) is fetched
+  with pytest.raises(checkpoints.Preempted, match='saved a checkpoint at step 3') as preempted:
+    train.train_and_evaluate(config, str(tmp_path / 'preempted'))
+  assert preempted.value.step == 3  # step 2's update, done after the notice, then saved
+  saved = tmp_path / 'preempted' / checkpoints.CHECKPOINT_SUBDIR
+  assert sorted(p.name for p in saved.iterdir() if p.name.isdigit()) == ['3']
+  assert not (tmp_path / 'preempted' / train.FINAL_METRICS_FILE).exists()
+  assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the run's handler is gone with it
+
+  stand_ins(FakePipeline())
+  assert train.train_and_evaluate(config, str(tmp_path / 'preempted'))['step'] == 6
+  straight, resumed = final_params(tmp_path / 'straight'), final_params(tmp_path / 'preempted')
+  for name in straight:
+    np.testing.assert_array_equal(resumed[name], straight[name], err_msg=name)
+
+
+def test_a_second_run_on_a_busy_workdir_refuses(stand_ins, tmp_path):
+  (tmp_path / train.LOCK_FILE).touch()
+  with open(tmp_path / train.LOCK_FILE) as held:  # what a running main.py holds
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with pytest.raises(cli.UserError, match='Another training process is using --workdir='):
+      train.train_and_evaluate(tiny_config(), str(tmp_path))
+  assert train.train_and_evaluate(tiny_config(), str(tmp_path))['step'] == 4  # free again
 
 
 def test_steps_logged_again_after_a_resume_appear_once(stand_ins, tmp_path):
