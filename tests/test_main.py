@@ -93,9 +93,9 @@ def test_preempted_then_killed_run_ends_with_the_parameters_of_an_uninterrupted_
   straight, interrupted = tmp_path / 'straight', tmp_path / 'interrupted'
   _run(args + [f'--workdir={straight}'])
 
-  def start():
+  def start(stdout=subprocess.PIPE):
     return subprocess.Popen([sys.executable, *args, f'--workdir={interrupted}'], cwd=REPO, env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=stdout, stderr=subprocess.STDOUT, text=True)
 
   # A preemption notice during start-up: the run saves the step it is at and exits with 143.
   process = start()
@@ -110,14 +110,15 @@ def test_preempted_then_killed_run_ends_with_the_parameters_of_an_uninterrupted_
   assert (interrupted / 'checkpoints' / saved.group(1)).is_dir()
 
   # The rerun resumes; kill -9 once it has logged step 6 or 7 (checkpoints at 4 and 8): no chance to save.
-  process = start()
+  with open(tmp_path / 'killed.txt', 'w') as output_file:  # not a pipe: nobody reads it while we wait
+    process = start(output_file)
   log = interrupted / 'log.txt'
   deadline = time.time() + 300
   while not re.search(r'INFO \[(6|7)\] train/', log.read_text()) and time.time() < deadline:
-    assert process.poll() is None, process.communicate()[0][-4000:]
+    assert process.poll() is None, (tmp_path / 'killed.txt').read_text()[-4000:]
     time.sleep(0.02)
   process.kill()
-  process.communicate(timeout=60)
+  process.wait(timeout=60)
   assert not (interrupted / 'final_metrics.json').exists()
   assert not (interrupted / 'checkpoints' / str(steps)).exists()
 
