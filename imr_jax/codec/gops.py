@@ -17,8 +17,6 @@ Three implementations of the per-frame work, equal to the last bit (tests/test_c
 from __future__ import annotations
 
 import dataclasses
-import sys
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -79,42 +77,7 @@ def _pixels_as_items(rgb: np.ndarray) -> np.ndarray:
 
 
 BACKENDS = ('numba', 'numpy', 'reference')
-# sys.getrefcount of a pooled array that nothing else refers to: the pool's list, the loop
-# variable in `_unreferenced` and getrefcount's own argument. A Gop's arrays are views that hold
-# a reference to their buffer, as does every view of them, so a Gop or any view of its arrays
-# that is still alive (or a builder writing into it) keeps the buffer out of reuse.
-_POOLED_REFCOUNT = 3
 _SIDE_DATA_WORDS = motion.SIDE_DATA_DTYPE.itemsize // 2  # int16 words per record
-# Output buffers shared by all builders, so that a process extracting video after video reuses
-# warm memory rather than page-faulting in ~20 MB per video (~25 us per frame of a 120-frame
-# clip). Taken and trimmed under the lock; the builder's own reference then marks one in use.
-_POOL: list[list[np.ndarray]] = []
-_POOL_LOCK = threading.Lock()
-_POOL_BUSY_KEPT = 4  # buffers still in use that stay pooled (for reuse once freed)
-
-
-def _unreferenced(buffers: list[np.ndarray]) -> bool:
-  return all(sys.getrefcount(array) <= _POOLED_REFCOUNT for array in buffers)
-
-
-def _pooled_buffers(shapes: list[tuple[tuple[int, ...], type]]) -> tuple[np.ndarray, ...]:
-  """Arrays of `shapes` that nothing refers to: from the shared pool, or fresh.
-
-  The caller must keep a reference to the arrays for as long as it writes them.
-  """
-  def fits(buffers):
-    return [(b.shape, b.dtype) for b in buffers] == [(s, np.dtype(d)) for s, d in shapes]
-
-  with _POOL_LOCK:
-    for i in reversed(range(len(_POOL))):
-      if fits(_POOL[i]) and _unreferenced(_POOL[i]):
-        _POOL.append(_POOL.pop(i))  # most recently used last: found first next time
-        return tuple(_POOL[-1])  # a reference made under the lock: in use from here on
-    buffers = [np.empty(shape, dtype) for shape, dtype in shapes]
-    busy = [b for b in _POOL if not _unreferenced(b)][-_POOL_BUSY_KEPT:]
-    idle = [b for b in _POOL if fits(b) and _unreferenced(b)][-1:]
-    _POOL[:] = busy + idle + [buffers]
-    return tuple(buffers)
 
 
 class GopBuilder:
@@ -122,11 +85,11 @@ class GopBuilder:
 
   `start(index, start_frame, iframe)`, then `add(rgb, blocks)` per P-frame, then `finish()`.
   Each frame's outputs are written in place into the GOP's (capacity, H, W, C) arrays
-  (`capacity` P-frames, doubled when exceeded). The arrays of a finished Gop are never written
-  again while anything refers to them; once nothing does, their memory is reused for a later
-  GOP, of this builder or another (a module-level pool shared across videos and threads: fresh
-  memory costs a page fault per 4 kB on first write, about 40 us per P-frame at 340x256). A
-  builder itself is not thread-safe: one builder per thread.
+  (`capacity` P-frames, doubled when exceeded), allocated afresh for every GOP: a finished Gop
+  owns its arrays and nothing writes them again, however long a caller keeps them. (The C
+  allocator hands a freed GOP's memory to the next one, so steady-state extraction does not
+  page-fault; benchmarks/codec_bench.py measured recycling buffers by hand as no faster.) A
+  builder is not thread-safe: one builder per thread.
 
   Args:
     height: frame height H.
@@ -169,7 +132,7 @@ class GopBuilder:
     self.index, self.start_frame, self.iframe = index, start_frame, iframe
     self.count = 0
     self.blocks = []
-    self._previous = None  # a view of the last GOP's buffers, which may now be recycled
+    self._previous = None
     self._allocate(self.capacity)
     # The frame residuals are taken against: F_I (accumulated) or F_{t-1} (per frame).
     self._reference_rgb = iframe
@@ -184,10 +147,8 @@ class GopBuilder:
 
   def _allocate(self, capacity: int) -> None:
     # `motion` holds the accumulated or the per-frame MVs, whichever was asked for.
-    self.motion = self.residuals = None  # drop our own references
-    shapes = [((capacity, self.height, self.width, 2), np.int16),
-              ((capacity, self.height, self.width, 3), np.int16)]
-    self.motion, self.residuals = _pooled_buffers(shapes)
+    self.motion = np.empty((capacity, self.height, self.width, 2), np.int16)
+    self.residuals = np.empty((capacity, self.height, self.width, 3), np.int16)
 
   def _grow(self) -> None:
     old = (self.motion, self.residuals)
