@@ -69,6 +69,9 @@ def run(title: str, config, workdir: str) -> tuple[dict, float]:
 def main(argv):
   if len(argv) > 1:
     raise cli.UserError(f'Unexpected arguments {argv[1:]}.')
+  if '://' in FLAGS.workdir:
+    raise cli.UserError(f'--workdir={FLAGS.workdir}: the demo converts its videos into the workdir, and the '
+                        'conversion writes to a local folder; pass a local --workdir.')
   import jax  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')

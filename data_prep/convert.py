@@ -594,6 +594,13 @@ def listing_from_flags() -> tuple[datasets.Listing, Settings, dict[str, Any]]:
 def main(argv: Sequence[str]) -> int:
   if len(argv) > 1:
     raise cli.UserError(f'Unexpected arguments: {argv[1:]}')
+  for name in ('source', 'output_dir'):
+    if '://' in (FLAGS[name].value or ''):
+      raise cli.UserError(
+          f'--{name}={FLAGS[name].value}: the conversion reads and writes local folders (its workers, '
+          'lock and resumable state need a local file system). Convert to a local folder or a mounted '
+          'bucket (gcsfuse), then copy the output (gsutil -m cp -r OUT gs://...); training, evaluation '
+          'and data_prep.verify read it from gs:// directly.')
   try:
     listing, settings, extra = listing_from_flags()
     manifest = convert(listing, FLAGS.output_dir, settings=settings, videos_per_shard=FLAGS.videos_per_shard,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
 import re
 import sys
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from typing import Any
 
 from absl import flags
 from absl import logging
+from etils import epath
 import numpy as np
 import tensorflow as tf
 
@@ -140,16 +140,15 @@ def fingerprint(output_dir: str | os.PathLike) -> str:
   """
   import hashlib  # pylint: disable=g-import-not-at-top
   digest = hashlib.sha256()
-  for path in sorted(pathlib.Path(output_dir).glob('*.tfrecord-*')):
+  for path in sorted(epath.Path(output_dir).glob('*.tfrecord-*')):
     digest.update(path.read_bytes())
   return digest.hexdigest()[:12]
 
 
 def load_manifest(output_dir: str | os.PathLike) -> dict[str, Any]:
-  path = pathlib.Path(output_dir) / 'manifest.json'
+  path = epath.Path(output_dir) / 'manifest.json'
   try:
-    with open(path) as f:
-      manifest = json.load(f)
+    manifest = json.loads(path.read_text())
   except (OSError, json.JSONDecodeError) as e:
     raise NotADatasetError(f'{str(path)!r} is missing or unreadable ({e}); is {str(output_dir)!r} the '
                            '--output_dir of a finished data_prep.convert run?') from None
@@ -165,7 +164,7 @@ def verify(output_dir: str | os.PathLike, *, quick: bool = False, log=print) -> 
   Raises:
     NotADatasetError: when `output_dir` has no usable manifest.json.
   """
-  out = pathlib.Path(output_dir)
+  out = epath.Path(output_dir)
   manifest = load_manifest(out)
   problems = []
   decode = _decoder(manifest['encoding'], manifest['height'], manifest['width'], quick)
@@ -210,7 +209,7 @@ def verify(output_dir: str | os.PathLike, *, quick: bool = False, log=print) -> 
   return problems
 
 
-def _check_tfds(out: pathlib.Path, manifest: dict[str, Any]) -> list[str]:
+def _check_tfds(out: epath.Path, manifest: dict[str, Any]) -> list[str]:
   """TFDS must load every split with the manifest's counts."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   try:

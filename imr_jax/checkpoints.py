@@ -11,7 +11,6 @@ Preemption: TPU VMs, SLURM and Kubernetes send SIGTERM some seconds before they 
 """
 
 import logging as python_logging
-import os
 import re
 import signal
 import threading
@@ -19,6 +18,7 @@ from typing import Any
 
 import flax
 import jax
+from etils import epath
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
@@ -31,8 +31,8 @@ CHECKPOINT_SUBDIR = preflight.CHECKPOINT_SUBDIR
 
 def make_manager(workdir: str, *, keep: int, read_only: bool = False) -> ocp.CheckpointManager:
   """A CheckpointManager for WORKDIR/checkpoints keeping the `keep` latest steps, saving asynchronously."""
-  directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_SUBDIR)
-  if read_only and not os.path.isdir(directory):
+  directory = epath.Path(preflight.absolute(workdir)) / CHECKPOINT_SUBDIR
+  if read_only and not directory.is_dir():
     raise FileNotFoundError(
         f'No checkpoints in {workdir!r} (expected {directory}); pass the workdir of a finished or running '
         'training run.')

@@ -11,13 +11,13 @@ For a pretext run it reports the pretext metrics on the eval split instead.
 """
 
 import json
-import os
 from typing import Any
 
 import jax
 import ml_collections
 import optax
 from absl import flags, logging
+from etils import epath
 from ml_collections import config_flags
 
 from imr_jax import checkpoints, cli, parallel, preflight, train
@@ -61,9 +61,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
   results = train.evaluate(variables, config, task, train.make_eval_step(model, task, mesh), mesh)
   results = {'step': step, 'split': config.dataset.eval_split, **results}
   if jax.process_index() == 0:
-    path = os.path.join(workdir, f'eval_{config.dataset.eval_split}_step{step}.json')
-    with open(path, 'w') as f:
-      json.dump(results, f, indent=2, sort_keys=True)
+    path = epath.Path(workdir) / f'eval_{config.dataset.eval_split}_step{step}.json'
+    path.write_text(json.dumps(results, indent=2, sort_keys=True))
     logging.info('Wrote %s', path)
   return results
 

@@ -21,13 +21,14 @@ pretraining run of any pretext task or a fine-tuning run.
 """
 
 import functools
-import os
+import io
 from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
 from absl import flags, logging
+from etils import epath
 from ml_collections import config_flags
 
 from imr_jax import checkpoints, cli, parallel, preflight, train
@@ -120,10 +121,11 @@ def extract(config: ml_collections.ConfigDict, split: str, workdir: str | None =
 
 def save(path: str, features: dict[str, np.ndarray]) -> None:
   """Writes the features as a plain .npz (np.load reads it; no pickled objects)."""
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  with open(path, 'wb') as f:
-    np.savez(f, **features)
+  path = epath.Path(preflight.absolute(path))
+  path.parent.mkdir(parents=True, exist_ok=True)
+  buffer = io.BytesIO()  # np.savez seeks, which object stores do not offer
+  np.savez(buffer, **features)
+  path.write_bytes(buffer.getvalue())
 
 
 def _chain(first, rest):

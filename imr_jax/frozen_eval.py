@@ -17,12 +17,13 @@ and writes OUTPUT_DIR/frozen_metrics.json:
                 with that strength and scored once on the test videos (video accuracy).
 """
 
+import io
 import json
-import os
 from typing import Any, Sequence
 
 import numpy as np
 from absl import flags
+from etils import epath
 
 from imr_jax import cli
 
@@ -128,9 +129,9 @@ def evaluate(train: dict[str, np.ndarray], test: dict[str, np.ndarray], *,
 
 def load(path: str) -> dict[str, np.ndarray]:
   """A feature file of imr_jax.features (plain .npz)."""
-  if not os.path.exists(path):
+  if not epath.Path(path).exists():
     raise cli.UserError(f'{path} does not exist; write it with `python -m imr_jax.features ... --output={path}`.')
-  with np.load(path, allow_pickle=False) as data:
+  with np.load(io.BytesIO(epath.Path(path).read_bytes()), allow_pickle=False) as data:  # any file system
     missing = {'features', 'labels', 'label_names'} - set(data.files)
     if missing:
       raise ValueError(f'{path} lacks {sorted(missing)}; write it with python -m imr_jax.features.')
@@ -143,10 +144,10 @@ def main(argv):
   flags_ = flags.FLAGS
   results = evaluate(load(flags_.train), load(flags_.test),
                      validation_fraction=flags_.validation_fraction, seed=flags_.seed)
-  os.makedirs(flags_.output_dir, exist_ok=True)
-  path = os.path.join(flags_.output_dir, METRICS_FILE)
-  with open(path, 'w') as f:
-    json.dump(results, f, indent=2, sort_keys=True)
+  output_dir = epath.Path(flags_.output_dir)
+  output_dir.mkdir(parents=True, exist_ok=True)
+  path = output_dir / METRICS_FILE
+  path.write_text(json.dumps(results, indent=2, sort_keys=True))
   retrieval_line = ', '.join(f'{k} {v:.3f}' for k, v in results['retrieval'].items())
   print(f'Retrieval ({results["num_test"]} test queries, {results["num_train"]} training videos): '
         f'{retrieval_line}')

@@ -21,15 +21,15 @@ from __future__ import annotations
 import collections
 import json
 import os
-import pathlib
 import re
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 from absl import flags
+from etils import epath
 import numpy as np
 
-from imr_jax import cli
+from imr_jax import cli, preflight
 
 FLAGS = flags.FLAGS
 
@@ -58,19 +58,20 @@ class NoCurvesError(ValueError):
   """A workdir that is missing, holds no event files, or whose event files hold no scalars."""
 
 
-def find_event_files(workdir: str | os.PathLike[str]) -> list[pathlib.Path]:
+def find_event_files(workdir: str | os.PathLike[str]) -> list[epath.Path]:
   """Every TensorBoard event file under `workdir` (recursively), sorted by path.
 
   Raises:
     NoCurvesError: `workdir` does not exist, is not a directory, or holds no event file.
   """
-  root = pathlib.Path(workdir)
+  root = epath.Path(workdir)
   if not root.exists():
     raise NoCurvesError(f'Workdir {str(workdir)!r} does not exist; pass the --workdir a training run '
                         'wrote (main.py --workdir=...).')
   if not root.is_dir():
     raise NoCurvesError(f'Workdir {str(workdir)!r} is a file, not a directory; pass the run\'s --workdir.')
-  files = sorted(path for path in root.rglob(f'*{EVENT_FILE_MARKER}*') if path.is_file())
+  files = sorted(folder / name for folder, _, names in root.walk() for name in names
+                 if EVENT_FILE_MARKER in name)
   if not files:
     raise NoCurvesError(f'Workdir {str(workdir)!r} holds no TensorBoard event files '
                         f'(events.out.{EVENT_FILE_MARKER}.*); has its run logged a step yet? The trainer '
@@ -99,7 +100,7 @@ def read_scalars(workdir: str | os.PathLike[str]) -> dict[str, Curve]:
   from tensorboard.compat.proto import summary_pb2  # pylint: disable=g-import-not-at-top
   from tensorboard.util import tensor_util  # pylint: disable=g-import-not-at-top
 
-  root = pathlib.Path(workdir)
+  root = epath.Path(workdir)
   writes: dict[str, list[tuple[float, int, float]]] = collections.defaultdict(list)
   for path in find_event_files(root):
     folder = path.parent.relative_to(root).as_posix()
@@ -139,7 +140,7 @@ def run_names(workdirs: Sequence[str | os.PathLike[str]]) -> list[str]:
 
   ['runs/a/pmsp', 'runs/b/pmsp', 'runs/ctp'] -> ['a/pmsp', 'b/pmsp', 'ctp'].
   """
-  parts = [pathlib.Path(os.path.abspath(workdir)).parts for workdir in workdirs]
+  parts = [preflight.absolute(os.fspath(workdir)).rstrip('/').split('/') for workdir in workdirs]
   names = []
   for own in parts:
     for depth in range(1, len(own) + 1):
@@ -152,7 +153,7 @@ def run_names(workdirs: Sequence[str | os.PathLike[str]]) -> list[str]:
 
 def task_of(workdir: str | os.PathLike[str]) -> str:
   """The task a run trained (its config.json's config.task.name), or '' when it has no config.json."""
-  path = pathlib.Path(workdir) / 'config.json'
+  path = epath.Path(workdir) / 'config.json'
   try:
     return json.loads(path.read_text())['config']['task']['name']
   except (OSError, ValueError, KeyError, TypeError):
@@ -229,7 +230,8 @@ def plot_curves(curves_by_run: Mapping[str, Mapping[str, Curve]], out_path: str 
   figure.legend(handles=handles, loc='upper center', ncols=min(len(handles), 6), fontsize=8,
                 frameon=False)
   figure.tight_layout(rect=(0, 0, 1, 1 - 0.45 / figure.get_figheight()))
-  figure.savefig(out_path)
+  with epath.Path(out_path).open('wb') as f:  # any file system
+    figure.savefig(f, format='png')
   plt.close(figure)
   return drawn
 

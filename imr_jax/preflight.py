@@ -20,7 +20,12 @@ ARCHITECTURE_KEYS = ('name', 'depth', 'widths', 'streams', 'connections', 'conne
 
 def is_remote(path: str) -> bool:
   """gs://, s3://, ram://...: checked by TensorFlow / orbax when they open it, not here."""
-  return '://' in path
+  return '://' in str(path)
+
+
+def absolute(path: str) -> str:
+  """A local path made absolute (what every host of a run, and the logs, should name); a URI as given."""
+  return str(path) if is_remote(path) else os.path.abspath(path)
 
 
 def check_workdir(workdir: str) -> None:

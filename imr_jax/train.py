@@ -24,6 +24,7 @@ import numpy as np
 import optax
 from absl import logging
 from clu import metric_writers, periodic_actions
+from etils import epath
 from flax import traverse_util
 from flax.training import train_state
 
@@ -295,10 +296,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     checkpoints.Preempted: after a SIGTERM, once the checkpoint of the step it stopped at is saved.
   """
   preflight.check_init_from(config)
-  workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
+  workdir = preflight.absolute(workdir)
+  epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   # SIGTERM (a preemption notice) from here on saves a checkpoint and stops the run cleanly.
-  with (_exclusive(workdir), _log_file(os.path.join(workdir, LOG_FILE)),
+  with (_exclusive(workdir), _log_file(epath.Path(workdir) / LOG_FILE),
         checkpoints.PreemptionWatch() as preemption):
     if jax.process_index() == 0:
       write_config(config, workdir)
@@ -327,28 +328,29 @@ def _exclusive(workdir: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _log_file(path: str) -> Iterator[None]:
-  """Appends INFO and above of the absl log to `path`, whatever the console's verbosity."""
+def _log_file(path: epath.Path) -> Iterator[None]:
+  """Appends INFO and above of the absl log to `path` (any file system), whatever the console's verbosity."""
   absl_logger, console = logging.get_absl_logger(), logging.get_absl_handler()
   level = absl_logger.level
   console_threshold = absl_logger.getEffectiveLevel()
   quieter_console = lambda record: record.levelno >= console_threshold
-  handler = python_logging.FileHandler(path)
-  handler.setFormatter(python_logging.Formatter('%(asctime)s %(levelname)s %(message)s'))
-  handler.setLevel(python_logging.INFO)
-  # Not orbax's dozen INFO lines per checkpoint (its warnings and errors stay).
-  handler.addFilter(lambda record: record.levelno > python_logging.INFO or '/orbax/' not in record.pathname)
-  absl_logger.addHandler(handler)
-  if console_threshold > python_logging.INFO:  # let INFO through to the file only
-    console.addFilter(quieter_console)
-    absl_logger.setLevel(python_logging.INFO)
-  try:
-    yield
-  finally:
-    absl_logger.setLevel(level)
-    console.removeFilter(quieter_console)
-    absl_logger.removeHandler(handler)
-    handler.close()
+  with path.open('a') as stream:
+    handler = python_logging.StreamHandler(stream)
+    handler.setFormatter(python_logging.Formatter('%(asctime)s %(levelname)s %(message)s'))
+    handler.setLevel(python_logging.INFO)
+    # Not orbax's dozen INFO lines per checkpoint (its warnings and errors stay).
+    handler.addFilter(lambda record: record.levelno > python_logging.INFO or '/orbax/' not in record.pathname)
+    absl_logger.addHandler(handler)
+    if console_threshold > python_logging.INFO:  # let INFO through to the file only
+      console.addFilter(quieter_console)
+      absl_logger.setLevel(python_logging.INFO)
+    try:
+      yield
+    finally:
+      absl_logger.setLevel(level)
+      console.removeFilter(quieter_console)
+      absl_logger.removeHandler(handler)
+      handler.close()
 
 
 def mark_session_start(workdir: str, start_step: int) -> None:
@@ -372,18 +374,16 @@ def mark_session_start(workdir: str, start_step: int) -> None:
 
 def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """WORKDIR/config.json: the resolved config and the command line; warns when a restart changed it."""
-  path = os.path.join(workdir, CONFIG_FILE)
+  path = epath.Path(workdir) / CONFIG_FILE
   resolved = json.loads(config.to_json_best_effort())
-  if os.path.exists(path):
-    with open(path) as f:
-      previous = json.load(f).get('config', {})
+  if path.exists():
+    previous = json.loads(path.read_text()).get('config', {})
     before, now = (traverse_util.flatten_dict(tree, sep='.') for tree in (previous, resolved))
     changed = sorted(key for key in set(before) | set(now) if before.get(key) != now.get(key))
     if changed:
       logging.warning('This restart of %s changes config keys %s (was %s).', workdir, changed,
                       {key: before.get(key) for key in changed})
-  with open(path, 'w') as f:
-    json.dump({'command': sys.argv, 'config': resolved}, f, indent=2, sort_keys=True)
+  path.write_text(json.dumps({'command': sys.argv, 'config': resolved}, indent=2, sort_keys=True))
 
 
 def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -470,8 +470,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     eval_metrics = evaluate(_variables(state), config, task, p_eval_step, mesh)
   final = {'step': int(jax.device_get(state.step)), **eval_metrics}
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, FINAL_METRICS_FILE), 'w') as f:
-      json.dump(final, f, indent=2, sort_keys=True)
+    (epath.Path(workdir) / FINAL_METRICS_FILE).write_text(json.dumps(final, indent=2, sort_keys=True))
   writer.flush()
   manager.close()
   return final

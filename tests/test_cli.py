@@ -156,3 +156,9 @@ def test_help_lists_the_commands_own_flags():
   for args, expected in ((('main.py',), '  --workdir:'), (('-m', 'data_prep.convert'), '  --output_dir:')):
     _, output = run_cli(*args, '--help')  # absl's --help exits with status 1
     assert expected in output, output
+
+
+def test_convert_to_a_bucket_says_how(tmp_path):
+  code, output = run_cli('-m', 'data_prep.convert', f'--source={tmp_path}', '--output_dir=gs://bucket/data')
+  assert_clean_failure(code, output, '--output_dir=gs://bucket/data: the conversion reads and writes local',
+                       'gsutil -m cp -r')

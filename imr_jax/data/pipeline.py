@@ -30,6 +30,7 @@ import jax
 import ml_collections
 import numpy as np
 import tensorflow as tf
+from etils import epath
 import tensorflow_datasets as tfds
 
 from imr_jax.data import augment
@@ -53,13 +54,12 @@ def dataset_info(data_dir: str) -> dict[str, Any]:
   Raises:
     FileNotFoundError: `data_dir` holds no manifest.json (it is not an output of data_prep.convert).
   """
-  path = os.path.join(data_dir, 'manifest.json')
-  if not os.path.exists(path):
+  path = epath.Path(data_dir) / 'manifest.json'
+  if not path.exists():
     raise FileNotFoundError(
         f'No manifest.json in config.dataset.data_dir={data_dir!r}. Point it at an output directory '
         'of `python -m data_prep.convert`, or run that first.')
-  with open(path) as f:
-    return json.load(f)
+  return json.loads(path.read_text())
 
 
 def split_files(data_dir: str, split: str) -> tuple[list[str], list[int]]:
