@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -574,3 +575,34 @@ def test_workdir_describes_itself_and_a_resume_says_so(stand_ins, tmp_path, caps
   assert 'Training steps 0..3' in log and f'Resumed from step 3 of {tmp_path}' in log  # appended
   assert "changes config keys ['num_train_steps'] (was {'num_train_steps': 3})" in log
   assert json.loads((tmp_path / train.CONFIG_FILE).read_text())['config']['num_train_steps'] == 5
+
+
+PREEMPTION_SCRIPT = '''
+import os, signal, sys, time
+sys.path.insert(0, {repo!r})
+import jax
+process_id, workdir = int(sys.argv[1]), sys.argv[2]
+jax.distributed.initialize('127.0.0.1:{port}', num_processes=2, process_id=process_id)
+from imr_jax import checkpoints
+manager = checkpoints.make_manager(workdir, keep=1)
+with checkpoints.PreemptionWatch() as watch:
+  for step in range(1, 3000):
+    if process_id == 1 and step == 10:
+      os.kill(os.getpid(), signal.SIGTERM)  # the notice reaches one host only
+    if watch.reached(step, manager):
+      print('save and stop at step', step, flush=True)
+      break
+    time.sleep(0.01)  # a training step
+'''
+
+
+def test_a_sigterm_to_one_host_stops_every_host_at_the_same_step(tmp_path):
+  """Multi-host: JAX's preemption service propagates the notice; all hosts agree on the step to save."""
+  script = PREEMPTION_SCRIPT.format(repo=str(REPO), port=_free_port())
+  processes = [_run([sys.executable, '-c', script, str(i), str(tmp_path)]) for i in (0, 1)]
+  outputs = [process.communicate(timeout=240)[0] for process in processes]
+  steps = []
+  for process, output in zip(processes, outputs):
+    assert process.returncode == 0, output[-3000:]
+    steps += re.findall(r'save and stop at step (\d+)', output)
+  assert len(steps) == 2 and steps[0] == steps[1] and int(steps[0]) >= 10, outputs
