@@ -10,8 +10,9 @@ skipped). The driver checks inputs and plans the shards before the pipeline star
 metadata and manifest.json after it ends. Everything after `--` goes to Beam's PipelineOptions (default:
 the local FnApiRunner, the engine of Beam's Python DirectRunner; add --direct_num_workers=N
 --direct_running_mode=multi_processing for N local processes). On a cluster, the workers need the source
-and output folders on a shared file system (NFS, Lustre, a FUSE mount of a bucket): shards are renamed
-into place, which object stores do not offer. Exit status as data_prep.convert.
+videos on a shared file system (NFS, Lustre, a FUSE mount of a bucket); the output may be one too, or
+cloud storage (gs://...: each shard is written beside its final name, then renamed, a copy there).
+Exit status as data_prep.convert.
 """
 
 from __future__ import annotations

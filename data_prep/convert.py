@@ -45,9 +45,11 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from absl import flags
+from absl import logging
 import av
 import tensorflow as tf
 import tqdm
+from etils import epath
 
 from data_prep import datasets
 from data_prep import synthetic
@@ -209,31 +211,47 @@ def convert_video(video: datasets.Video, settings: Settings,
 # Job state: the plan, finished shards, atomic writes.
 
 
-def _write_atomically(path: pathlib.Path, data: bytes) -> None:
+def _is_remote(path: epath.Path) -> bool:
+  return '://' in os.fspath(path)
+
+
+def _write_atomically(path: epath.Path, data: bytes) -> None:
   temporary = path.with_name(f'.{path.name}.tmp')
-  with open(temporary, 'wb') as f:
-    f.write(data)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(temporary, path)
+  if _is_remote(path):  # object stores write whole objects; the rename is what publishes it
+    temporary.write_bytes(data)
+  else:
+    with open(temporary, 'wb') as f:
+      f.write(data)
+      f.flush()
+      os.fsync(f.fileno())
+  temporary.replace(path)
 
 
-def _write_json(path: pathlib.Path, value: Any) -> None:
+def _write_json(path: epath.Path, value: Any) -> None:
   _write_atomically(path, (json.dumps(value, indent=2, sort_keys=True) + '\n').encode('utf-8'))
 
 
 class JobState:
   """The job's folder OUT/.prep: plan.json, one <split>-<index>.json per finished shard, scratch/.
 
-  Holding a JobState holds an exclusive lock on the output folder (released when the process ends,
-  however it ends), so two jobs never write one output.
+  Holding a JobState holds an exclusive lock on a local output folder (released when the process
+  ends, however it ends), so two jobs never write one output. An output on cloud storage (gs://...)
+  keeps its plan and shard records there too, so any machine can resume it, but has no lock (object
+  stores offer none that every file system here supports) and its scratch space is a local temporary
+  folder.
   """
 
-  def __init__(self, output_dir: pathlib.Path):
+  def __init__(self, output_dir: epath.Path):
     self.output_dir = output_dir
     self.dir = output_dir / STATE_DIR
-    self.scratch = self.dir / 'scratch'
     self.dir.mkdir(parents=True, exist_ok=True)
+    if _is_remote(output_dir):
+      self.scratch = pathlib.Path(tempfile.mkdtemp(prefix='imr_convert_scratch_'))
+      self._lock = None
+      logging.warning('%s is on remote storage: no lock guards it; run one conversion into it at a time.',
+                      output_dir)
+      return
+    self.scratch = pathlib.Path(self.dir / 'scratch')
     self._lock = open(self.dir / 'lock', 'w')  # pylint: disable=consider-using-with
     try:
       fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -243,12 +261,13 @@ class JobState:
 
   def close(self) -> None:
     """Releases the output folder."""
-    self._lock.close()
+    if self._lock is not None:
+      self._lock.close()
 
   def clean(self) -> None:
     """Removes what an interrupted run leaves: scratch space and unfinished temporary files."""
     shutil.rmtree(self.scratch, ignore_errors=True)
-    self.scratch.mkdir()
+    self.scratch.mkdir(parents=True)
     for folder in (self.output_dir, self.dir):
       for path in folder.glob('.*.tmp'):
         path.unlink()
@@ -257,8 +276,7 @@ class JobState:
     """Records the plan, or checks that it is the plan of the run being resumed."""
     path = self.dir / 'plan.json'
     if path.exists():
-      with open(path) as f:
-        existing = json.load(f)
+      existing = json.loads(path.read_text())
       if existing != plan:
         differing = sorted(k for k in set(plan) | set(existing) if plan.get(k) != existing.get(k))
         raise SetupError(f'{str(self.output_dir)!r} holds a conversion with other inputs or settings '
@@ -272,8 +290,7 @@ class JobState:
     record_path = self.dir / f'{shard.key}.json'
     if not (record_path.is_file() and (self.output_dir / shard.file_name).is_file()):
       return None
-    with open(record_path) as f:
-      return json.load(f)
+    return json.loads(record_path.read_text())
 
 def write_shard(output_dir: str | os.PathLike, shard: Shard, results: Sequence[VideoResult]) -> dict[str, Any]:
   """Writes a finished shard atomically, then its record in OUT/.prep (count, bytes, failures).
@@ -289,20 +306,21 @@ def write_shard(output_dir: str | os.PathLike, shard: Shard, results: Sequence[V
   """
   if [r.video for r in results] != list(shard.videos):
     raise ValueError(f'Results of shard {shard.key} are not its videos in order.')
-  out = pathlib.Path(output_dir)
+  out = epath.Path(output_dir)
   final = out / shard.file_name
   temporary = final.with_name(f'.{final.name}.tmp')
-  with tf.io.TFRecordWriter(str(temporary)) as writer:
+  with tf.io.TFRecordWriter(os.fspath(temporary)) as writer:
     for result in results:
       if result.record is not None:
         writer.write(result.record)
-  with open(temporary, 'rb') as f:
-    os.fsync(f.fileno())
-  os.replace(temporary, final)
+  if not _is_remote(temporary):
+    with open(temporary, 'rb') as f:
+      os.fsync(f.fileno())
+  temporary.replace(final)
   record = {
       'file_name': shard.file_name,
       'num_examples': sum(r.record is not None for r in results),
-      'num_bytes': final.stat().st_size,
+      'num_bytes': final.stat().length,
       'failures': [{'split': shard.split, 'video_id': r.video.video_id, 'path': r.video.path,
                     'reason': r.failure} for r in results if r.failure is not None],
   }
@@ -401,9 +419,20 @@ def finalize(output_dir: pathlib.Path, listing: datasets.Listing, settings: Sett
   return manifest
 
 
-def prepare_output(output_dir: str | os.PathLike) -> pathlib.Path:
-  """Creates the output folder and proves it writable, or raises SetupError."""
-  path = pathlib.Path(output_dir).resolve()
+def prepare_output(output_dir: str | os.PathLike) -> epath.Path:
+  """Creates the output folder (local, or on any file system tf.io.gfile reaches) and proves it writable."""
+  if '://' in os.fspath(output_dir):
+    path = epath.Path(output_dir)
+    try:
+      path.mkdir(parents=True, exist_ok=True)
+      probe = path / '.write-test'
+      probe.write_text('')
+      probe.unlink()
+    except Exception as e:  # pylint: disable=broad-except  (each file system raises its own types)
+      raise SetupError(f'Cannot write to --output_dir {os.fspath(path)!r} ({e}); check the URI and its '
+                       'credentials.') from None
+    return path
+  path = epath.Path(pathlib.Path(output_dir).resolve())
   try:
     path.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=path, prefix='.write-test-'):
@@ -569,6 +598,9 @@ def listing_from_flags() -> tuple[datasets.Listing, Settings, dict[str, Any]]:
           width=FLAGS.synthetic_width, height=FLAGS.synthetic_height, num_frames=FLAGS.synthetic_num_frames,
           train_per_class=FLAGS.synthetic_train_per_class, test_per_class=FLAGS.synthetic_test_per_class,
           classes=tuple(FLAGS.synthetic_classes), seed=FLAGS.synthetic_seed)
+      if not FLAGS.source and '://' in FLAGS.output_dir:
+        raise SetupError('--dataset=synthetic with a remote --output_dir needs a local --source to generate '
+                         'the videos in.')
       source = FLAGS.source or os.path.join(prepare_output(FLAGS.output_dir), SYNTHETIC_SOURCE)
       synthetic.generate(config, source)
     except ValueError as e:
@@ -594,13 +626,10 @@ def listing_from_flags() -> tuple[datasets.Listing, Settings, dict[str, Any]]:
 def main(argv: Sequence[str]) -> int:
   if len(argv) > 1:
     raise cli.UserError(f'Unexpected arguments: {argv[1:]}')
-  for name in ('source', 'output_dir'):
-    if '://' in (FLAGS[name].value or ''):
-      raise cli.UserError(
-          f'--{name}={FLAGS[name].value}: the conversion reads and writes local folders (its workers, '
-          'lock and resumable state need a local file system). Convert to a local folder or a mounted '
-          'bucket (gcsfuse), then copy the output (gsutil -m cp -r OUT gs://...); training, evaluation '
-          'and data_prep.verify read it from gs:// directly.')
+  if '://' in (FLAGS.source or ''):
+    raise cli.UserError(
+        f'--source={FLAGS.source}: the videos are decoded by FFmpeg from a local folder; copy them to '
+        'local disk (gsutil -m cp -r ...) or mount the bucket (gcsfuse). --output_dir may be gs://.')
   try:
     listing, settings, extra = listing_from_flags()
     manifest = convert(listing, FLAGS.output_dir, settings=settings, videos_per_shard=FLAGS.videos_per_shard,

@@ -6,14 +6,12 @@ the test registers ram:// beside them, with the same backend) and through tf.dat
 
 Not covered here: orbax stores arrays with TensorStore, which reads gs:// natively but has no counterpart
 of ram://, so the runs' checkpoints/ folders are mapped to local disk (`checkpoints.make_manager`
-patched); and `data_prep.convert`, which writes locally (it refuses a URI; copy its output to the
-bucket, as this test copies it to ram://).
+patched); and `data_prep.convert --source`, whose videos FFmpeg reads from a local folder (the output
+may be a URI: the conversion below writes to ram:// and is resumed there).
 """
 
 import json
 import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -23,11 +21,12 @@ from etils.epath import backend as epath_backend
 from etils.epath import gpath, register
 
 from configs import finetune, supervised
-from data_prep import verify
+from data_prep import convert, datasets, synthetic, verify
 from imr_jax import checkpoints, evaluate, features, frozen_eval, learning_curves, train
 from tests import test_train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+QUIET = lambda *args: None
 
 
 @pytest.fixture
@@ -38,22 +37,19 @@ def ram_paths(monkeypatch, tmp_path):
   monkeypatch.setitem(gpath._URI_MAP_ROOT, 'ram://', '/ram/')
   monkeypatch.setitem(gpath._PREFIX_TO_BACKEND, 'ram', epath_backend.tf_backend)
   monkeypatch.setitem(register._URI_PREFIXES_TO_CLS, 'ram://', gpath.PosixGPath)
+  # TensorFlow's ram:// appends when it opens an existing file for writing (GCS and disks replace it).
+  class GFile(tf.io.gfile.GFile):
+    def __init__(self, name, mode='r'):
+      if 'w' in mode and tf.io.gfile.exists(name):
+        tf.io.gfile.remove(name)
+      super().__init__(name, mode)
+  monkeypatch.setattr(tf.io.gfile, 'GFile', GFile)
   make_manager = checkpoints.make_manager
 
   def local_checkpoints(workdir, **kwargs):
     assert str(workdir).startswith('ram://')
     return make_manager(str(tmp_path / 'checkpoints_of' / str(workdir).removeprefix('ram://')), **kwargs)
   monkeypatch.setattr(checkpoints, 'make_manager', local_checkpoints)
-
-
-def _copy_tree(source: pathlib.Path, destination: str) -> None:
-  for path in source.rglob('*'):
-    target = f'{destination}/{path.relative_to(source).as_posix()}'
-    if path.is_dir():
-      tf.io.gfile.makedirs(target)
-    else:
-      tf.io.gfile.makedirs(target.rsplit('/', 1)[0])
-      tf.io.gfile.copy(str(path), target, overwrite=True)
 
 
 def _tiny(config, data_dir, **overrides):
@@ -67,16 +63,18 @@ def test_train_finetune_evaluate_and_curves_with_data_and_runs_on_a_uri(ram_path
   # The real input pipeline, loop, checkpoints, writers and readers; test_train's stand-in network
   # (compiled in a second rather than a minute: the paths are what is tested).
   monkeypatch.setattr(train, 'build_model_and_task', test_train.stand_in_model_and_task)
-  local = tmp_path / 'data'
-  subprocess.run([sys.executable, '-m', 'data_prep.convert', '--dataset=synthetic',
-                  f'--source={tmp_path / "videos"}', f'--output_dir={local}', '--synthetic_width=32',
-                  '--synthetic_height=32', '--synthetic_num_frames=24', '--synthetic_train_per_class=2',
-                  '--synthetic_test_per_class=1', '--synthetic_classes=rise,fall', '--workers=1'],
-                 cwd=REPO, check=True, capture_output=True)
-  data = 'ram://bucket/data'
-  _copy_tree(local, data)
-  assert verify.verify(data, log=lambda *_: None) == []
-  assert verify.fingerprint(data) == verify.fingerprint(local)
+  videos = synthetic.generate(synthetic.SyntheticConfig(
+      width=32, height=32, num_frames=24, train_per_class=2, test_per_class=1, classes=('rise', 'fall')),
+                               tmp_path / 'videos')
+  listing, settings = datasets.folder(videos, name='synthetic'), convert.Settings(width=32, height=32)
+  local, data = tmp_path / 'data', 'ram://bucket/data'
+  convert.convert(listing, local, settings=settings, videos_per_shard=2, log=QUIET)
+  convert.convert(listing, data, settings=settings, videos_per_shard=2, log=QUIET)
+  assert verify.verify(data, log=QUIET) == []
+  assert verify.fingerprint(data) == verify.fingerprint(local)  # the same bytes as a local conversion
+  lines = []
+  convert.convert(listing, data, settings=settings, videos_per_shard=2, log=lines.append)  # resumes
+  assert '3 shards already finished, 0 videos to go' in lines[0], lines
 
   first = train.train_and_evaluate(_tiny(supervised.get_config('synthetic:tiny'), data), 'ram://bucket/runs/a')
   assert first['step'] == 2
