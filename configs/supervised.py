@@ -36,10 +36,11 @@ def classification_config(arg: str | None) -> ml_collections.ConfigDict:
   config = default.base_config()
   config.task.name = 'classification'
   config.dataset.name = dataset_name
-  # data_prep.convert writes each official split of UCF101/HMDB51 to its own directory.
-  config.dataset.data_dir = f'data/{dataset_name}/split{split_number}'
-  config.dataset.train_split = 'train'
-  config.dataset.eval_split = 'test'
+  # data_prep.convert writes the three official splits of UCF101/HMDB51 to one directory, each video
+  # once; official split N is read as its splits 'trainN' and 'testN'.
+  config.dataset.data_dir = f'data/{dataset_name}'
+  config.dataset.train_split = f'train{split_number}'
+  config.dataset.eval_split = f'test{split_number}'
   config.batch_size = 64
   config.eval_batch_size = 64
   config.num_epochs = 100.0
@@ -66,10 +67,10 @@ def classification_config(arg: str | None) -> ml_collections.ConfigDict:
   default.apply_common_variants(config, variants)
   if dataset:
     # A data set named in the variants is kept: ':demo' / ':tiny' then shrink the network and clips
-    # only (e.g. ucf101:1:tiny is a tiny network on data/ucf101/split1), never switch the data.
+    # only (e.g. ucf101:1:tiny is a tiny network on split 1 of data/ucf101), never switch the data.
     config.dataset.update(named_dataset)
   if 'demo' in variants:
     config.num_epochs = 30.0  # a small labelled set has few steps per epoch (demo.py sets its own)
   if dataset_name == 'synthetic':
-    config.dataset.data_dir = default.DEMO_DATA_DIR
+    config.dataset.update(data_dir=default.DEMO_DATA_DIR, train_split='train', eval_split='test')
   return config

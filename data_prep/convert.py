@@ -1,7 +1,7 @@
 r"""Converts a video dataset into sharded TFRecords of compressed-domain tensors.
 
-  python -m data_prep.convert --dataset=ucf101 --source=/data/UCF-101 --split=1 \
-      --output_dir=/data/imr/ucf101/split1 --workers=16
+  python -m data_prep.convert --dataset=ucf101 --source=/data/UCF-101 \
+      --output_dir=/data/imr/ucf101 --workers=16   # all three official splits, each video once
   python -m data_prep.convert --dataset=synthetic --output_dir=/tmp/imr/synthetic   # demo data
 
 Every video is re-encoded to CoViAR's MPEG-4 stream (imr_jax.codec), decoded into I-frames, accumulated
@@ -342,6 +342,8 @@ def make_plan(listing: datasets.Listing, settings: Settings, videos_per_shard: i
       'label_names': list(listing.label_names),
       'num_videos': {split: len(videos) for split, videos in listing.splits.items()},
       'videos_sha256': digest.hexdigest(),
+      **({'split_unions': {name: list(parts) for name, parts in listing.unions.items()}}
+         if listing.unions else {}),
   }
 
 
@@ -411,6 +413,9 @@ def finalize(output_dir: pathlib.Path, listing: datasets.Listing, settings: Sett
       'num_shards': {split: sum(s.split == split for s in shards) for split in listing.splits},
       # Byte size of every shard: a training run checks them before it starts (a truncated copy).
       'shard_bytes': {shard.file_name: records[shard.key]['num_bytes'] for shard in shards},
+      # Splits made of others (the official splits of UCF101 / HMDB51 over their parts), read by the pipeline.
+      **({'split_unions': {name: list(parts) for name, parts in listing.unions.items()}}
+         if listing.unions else {}),
       'failures': failures,
       'format_version': FORMAT_VERSION,
       **(extra or {}),
@@ -564,7 +569,9 @@ def define_flags() -> None:
   flags.DEFINE_string('source', None, 'Dataset root (see data_prep/datasets.py). synthetic: where to generate '
                       'it (default OUT/_source).')
   flags.DEFINE_string('output_dir', None, 'Where the shards, TFDS metadata and manifest.json go.')
-  flags.DEFINE_integer('split', 1, 'ucf101 / hmdb51: the official split, 1..3 (each its own --output_dir).')
+  flags.DEFINE_enum('split', 'all', ['all', '1', '2', '3'],
+                    'ucf101 / hmdb51: all official splits in one --output_dir, each video stored once (splits '
+                    'train1, test1, ..., test3), or one split N (splits train, test).')
   flags.DEFINE_string('splits_dir', None, 'ucf101 / hmdb51: folder of the official split files.')
   flags.DEFINE_string('annotations_dir', None, 'kinetics400: folder of train.csv, validate.csv (, test.csv).')
   flags.DEFINE_integer('workers', max(1, os.cpu_count() or 1), 'Processes converting videos in parallel.')
@@ -611,14 +618,15 @@ def listing_from_flags() -> tuple[datasets.Listing, Settings, dict[str, Any]]:
     if not FLAGS.source:
       raise SetupError(f'--source is required for --dataset={FLAGS.dataset}.')
     source = FLAGS.source
-  listing = datasets.load(FLAGS.dataset, source, split=FLAGS.split, splits_dir=FLAGS.splits_dir,
+  split = FLAGS.split if FLAGS.split == 'all' else int(FLAGS.split)
+  listing = datasets.load(FLAGS.dataset, source, split=split, splits_dir=FLAGS.splits_dir,
                           annotations_dir=FLAGS.annotations_dir)
   if FLAGS.validation_fraction:
     listing = datasets.hold_out_validation(listing, FLAGS.validation_fraction)
     extra['validation_fraction'] = FLAGS.validation_fraction
   extra['source'] = str(pathlib.Path(source).resolve())
   if FLAGS.dataset in ('ucf101', 'hmdb51'):
-    extra['official_split'] = FLAGS.split
+    extra['official_split'] = split
   settings = Settings(width=width, height=height, gop_size=FLAGS.gop_size, encoding=FLAGS.encoding)
   return listing, settings, extra
 

@@ -10,7 +10,8 @@ Layouts (what the official downloads unpack to):
   ucf101       SOURCE/<Class>/v_<Class>_gXX_cYY.avi; split files in ucfTrainTestlist/ (inside SOURCE or
                beside it, or --splits_dir): classInd.txt ("1 ApplyEyeMakeup"), trainlist0N.txt
                ("ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1"), testlist0N.txt (path only).
-               Splits 'train' and 'test' of official split N in {1, 2, 3}; labels from classInd.txt.
+               Splits 'train' and 'test' of official split N in {1, 2, 3}, or all three (see below);
+               labels from classInd.txt.
   hmdb51       SOURCE/<class>/<video>.avi; split files testTrainMulti_7030_splits/<class>_test_splitN.txt
                ("<video>.avi 1"; 1 train, 2 test, 0 unused). Labels: sorted class names.
   kinetics400  annotation CSVs (label,youtube_id,time_start,time_end,split) train.csv, validate.csv
@@ -22,6 +23,12 @@ Layouts (what the official downloads unpack to):
                folder names of all splits. Every non-hidden file in a class folder is a video (a file
                that is not one is reported as a failure by the conversion).
   synthetic    the procedural dataset of data_prep.synthetic, generated into SOURCE, then read as a folder.
+
+All three official splits of UCF101 or HMDB51 at once (split='all', what data_prep.convert does by
+default): every video is stored once. Videos are grouped by their roles in splits 1, 2, 3 into parts
+named after them ('part_train_train_test': train in splits 1 and 2, test in split 3; HMDB51 also has
+'none', a video a split does not use), and `Listing.unions` names each official split as the parts it
+reads: 'train2' = every part whose second role is 'train'. UCF101 has three parts, HMDB51 up to 27.
 """
 
 from __future__ import annotations
@@ -65,11 +72,14 @@ class Listing:
     label_names: class names; a video's label indexes this.
     splits: split name -> videos sorted by id.
     missing: split name -> [{'path', 'reason'}] for videos the annotations name but the source lacks.
+    unions: split name -> the splits (of `splits`) it is made of, for splits that share videos
+      ('train1', 'test1', ... of all official splits); empty otherwise.
   """
   name: str
   label_names: tuple[str, ...]
   splits: dict[str, tuple[Video, ...]]
   missing: dict[str, tuple[dict[str, str], ...]] = dataclasses.field(default_factory=dict)
+  unions: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
 
 def _require_dir(path: pathlib.Path, what: str, fix: str) -> pathlib.Path:
@@ -105,11 +115,34 @@ def _check_present(videos: Iterable[Video], dataset: str, source: pathlib.Path) 
 
 def _check_split_number(dataset: str, split: int) -> None:
   if split not in OFFICIAL_SPLITS:
-    raise DatasetError(f'{dataset} has official splits {OFFICIAL_SPLITS}; got --split={split}.')
+    raise DatasetError(f'{dataset} has official splits {OFFICIAL_SPLITS} (or all); got --split={split}.')
 
 
-def ucf101(source: str | os.PathLike, *, split: int = 1, splits_dir: str | os.PathLike | None = None) -> Listing:
-  """UCF101, official split `split` (1..3): 'train' and 'test' (see the module docstring for the layout)."""
+def _all_official_splits(one_split, dataset: str) -> Listing:
+  """The official splits 1, 2, 3 (`one_split(n)`, each 'train' and 'test') as parts and unions."""
+  listings = [one_split(number) for number in OFFICIAL_SPLITS]
+  if any(listing.label_names != listings[0].label_names for listing in listings):
+    raise DatasetError(f'The {dataset} split files name different classes in different splits; use the '
+                       'split files of one release.')
+  roles: dict[Video, list[str]] = {}
+  for number, listing in enumerate(listings):
+    for role, videos in listing.splits.items():
+      for video in videos:
+        roles.setdefault(video, ['none'] * len(listings))[number] = role
+  parts: dict[str, list[Video]] = {}
+  for video, video_roles in roles.items():
+    parts.setdefault('part_' + '_'.join(video_roles), []).append(video)
+  unions = {f'{role}{number}': tuple(sorted(part for part in parts if part.split('_')[number] == role))
+            for number in OFFICIAL_SPLITS for role in ('train', 'test')}
+  return Listing(dataset, listings[0].label_names,
+                 {part: tuple(sorted(videos)) for part, videos in sorted(parts.items())}, unions=unions)
+
+
+def ucf101(source: str | os.PathLike, *, split: int | str = 1,
+           splits_dir: str | os.PathLike | None = None) -> Listing:
+  """UCF101, official split `split` (1..3: 'train' and 'test'; 'all': see the module docstring)."""
+  if split == 'all':
+    return _all_official_splits(lambda number: ucf101(source, split=number, splits_dir=splits_dir), 'ucf101')
   _check_split_number('ucf101', split)
   root = _require_dir(pathlib.Path(source).resolve(), 'UCF101 source', 'Point --source at the UCF-101 folder.')
   if splits_dir is not None:
@@ -153,8 +186,11 @@ def ucf101(source: str | os.PathLike, *, split: int = 1, splits_dir: str | os.Pa
 _HMDB_SPLIT_FILE = re.compile(r'^(?P<class_name>.+)_test_split(?P<split>[123])\.txt$')
 
 
-def hmdb51(source: str | os.PathLike, *, split: int = 1, splits_dir: str | os.PathLike | None = None) -> Listing:
-  """HMDB51, official split `split` (1..3): 'train' and 'test' (see the module docstring for the layout)."""
+def hmdb51(source: str | os.PathLike, *, split: int | str = 1,
+           splits_dir: str | os.PathLike | None = None) -> Listing:
+  """HMDB51, official split `split` (1..3: 'train' and 'test'; 'all': see the module docstring)."""
+  if split == 'all':
+    return _all_official_splits(lambda number: hmdb51(source, split=number, splits_dir=splits_dir), 'hmdb51')
   _check_split_number('hmdb51', split)
   root = _require_dir(pathlib.Path(source).resolve(), 'HMDB51 source',
                       'Point --source at the folder of unpacked class folders (hmdb51_org).')
@@ -324,7 +360,7 @@ def hold_out_validation(listing: Listing, fraction: float) -> Listing:
   return dataclasses.replace(listing, splits=splits)
 
 
-def load(name: str, source: str | os.PathLike, *, split: int = 1, splits_dir: str | None = None,
+def load(name: str, source: str | os.PathLike, *, split: int | str = 1, splits_dir: str | None = None,
          annotations_dir: str | None = None) -> Listing:
   """Lists dataset `name` (one of DATASETS; 'synthetic' must already be generated into `source`)."""
   if name == 'ucf101':

@@ -1,6 +1,6 @@
 """Re-reads a converted dataset and checks it against its manifest and the record schema.
 
-  python -m data_prep.verify /data/imr/ucf101/split1 [--quick]
+  python -m data_prep.verify /data/imr/ucf101 [--quick]
 
 Checks: manifest.json is complete; every split has exactly its shards and its number of videos, with no
 video twice; every record parses, has consistent GOP and P-frame counts, the manifest's frame size, GOP
@@ -205,6 +205,10 @@ def verify(output_dir: str | os.PathLike, *, quick: bool = False, log=print) -> 
     if count != expected_count:
       problems.append(f'{split}: {count} records, the manifest says {expected_count}')
     log(f'{split}: {count} videos in {len(files)} shards checked')
+  for union, parts in manifest.get('split_unions', {}).items():
+    unknown = [part for part in parts if part not in manifest['splits']]
+    if unknown:
+      problems.append(f'split {union!r} is made of {unknown}, which the manifest does not list')
   problems += _check_tfds(out, manifest)
   return problems
 

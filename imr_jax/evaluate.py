@@ -3,6 +3,11 @@ r"""Evaluates a training run's checkpoint: video-level accuracy (N clips x crops
   python -m imr_jax.evaluate --config=configs/finetune.py:ucf101:1 --workdir=runs/pmsp_ucf101_1
   python -m imr_jax.evaluate --config=configs/finetune.py:ucf101:1 --workdir=runs/pmsp_ucf101_1 \
       --config.data.eval_num_clips=25 --step=12000
+  python -m imr_jax.evaluate --config=configs/finetune.py:ucf101 --workdir='runs/pmsp_ucf101_{split}'
+
+A workdir with `{split}` evaluates the runs of the three official splits (UCF101 / HMDB51 converted
+with all splits in one data directory: run N on its split 'testN'), and prints each and their mean, as
+the papers report them.
 
 Each video of config.dataset.eval_split is seen as config.data.eval_num_clips uniformly spaced clips x
 config.data.eval_num_crops crops; class probabilities are averaged over a video's views. Prints and
@@ -67,16 +72,56 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
   return results
 
 
+OFFICIAL_SPLITS = ('1', '2', '3')
+SPLIT_FIELD = '{split}'
+
+
+def split_config(config: ml_collections.ConfigDict, number: str) -> ml_collections.ConfigDict:
+  """`config` reading official split `number` ('trainN' / 'testN' of the same data directory)."""
+  config = config.copy_and_resolve_references()
+  config.dataset.train_split, config.dataset.eval_split = f'train{number}', f'test{number}'
+  return config
+
+
+def evaluate_official_splits(config: ml_collections.ConfigDict, workdir_template: str,
+                             step: int | None = None) -> dict[str, dict[str, Any]]:
+  """Evaluates the run of each official split (`workdir_template` with {split} = 1, 2, 3) on its test split.
+
+  Returns:
+    {'1': metrics, '2': metrics, '3': metrics, 'mean': the mean of each numeric metric over the splits}.
+  """
+  results = {number: evaluate_checkpoint(split_config(config, number),
+                                         workdir_template.replace(SPLIT_FIELD, number), step)
+             for number in OFFICIAL_SPLITS}
+  numeric = [name for name, value in results['1'].items() if isinstance(value, (int, float))
+             and name != 'step']
+  results['mean'] = {name: sum(results[n][name] for n in OFFICIAL_SPLITS) / len(OFFICIAL_SPLITS)
+                     for name in numeric}
+  return results
+
+
 def main(argv):
   if len(argv) > 1:
     raise cli.UserError(f'Unexpected arguments {argv[1:]}; options are --flags (see --help).')
-  preflight.check_checkpoint(FLAGS.workdir)
-  preflight.check_data(FLAGS.config.dataset.data_dir, (FLAGS.config.dataset.eval_split,))
+  if SPLIT_FIELD in FLAGS.workdir:
+    for number in OFFICIAL_SPLITS:
+      preflight.check_checkpoint(FLAGS.workdir.replace(SPLIT_FIELD, number))
+      preflight.check_data(FLAGS.config.dataset.data_dir, (f'test{number}',))
+  else:
+    preflight.check_checkpoint(FLAGS.workdir)
+    preflight.check_data(FLAGS.config.dataset.data_dir, (FLAGS.config.dataset.eval_split,))
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')  # the input pipeline stays on the host
-  results = evaluate_checkpoint(FLAGS.config, FLAGS.workdir, FLAGS.step)
-  for name, value in sorted(results.items()):
-    print(f'{name:>20s}: {value}')
+  if SPLIT_FIELD not in FLAGS.workdir:
+    results = evaluate_checkpoint(FLAGS.config, FLAGS.workdir, FLAGS.step)
+    for name, value in sorted(results.items()):
+      print(f'{name:>20s}: {value}')
+    return
+  results = evaluate_official_splits(FLAGS.config, FLAGS.workdir, FLAGS.step)
+  names = sorted(results['mean'])
+  print(f'{"split":>6s} ' + ' '.join(f'{name:>16s}' for name in names))
+  for split, metrics in results.items():
+    print(f'{split:>6s} ' + ' '.join(f'{metrics[name]:16.4f}' for name in names))
 
 
 if __name__ == '__main__':

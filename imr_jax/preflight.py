@@ -62,10 +62,18 @@ def check_data(data_dir: str, splits: tuple[str, ...], key: str = 'config.datase
       manifest = json.load(f)
   except json.JSONDecodeError as e:
     raise UserError(f'{manifest_path} is not valid JSON ({e}); reconvert with `python -m data_prep.convert`.') from e
-  for split in splits:
-    if split not in manifest.get('splits', {}):
-      raise UserError(f'{key}={data_dir} has no split {split!r} (it has {sorted(manifest.get("splits", {}))}); '
+  unions = manifest.get('split_unions', {})
+  for named in splits:
+    if named not in manifest.get('splits', {}) and named not in unions:
+      have = sorted(manifest.get('splits', {})) + sorted(unions)
+      raise UserError(f'{key}={data_dir} has no split {named!r} (it has {have}); '
                       'set config.dataset.train_split / eval_split to one of them.')
+    _check_shards(data_dir, manifest, unions.get(named, [named]), key)
+  return manifest
+
+
+def _check_shards(data_dir: str, manifest: dict, splits: list[str], key: str) -> None:
+  for split in splits:
     num_shards = manifest.get('num_shards', {}).get(split, 0)
     names = [f'{manifest["dataset"]}-{split}.tfrecord-{i:05d}-of-{num_shards:05d}' for i in range(num_shards)]
     bad = [name for name in names if not os.path.exists(os.path.join(data_dir, name))
@@ -81,7 +89,6 @@ def check_data(data_dir: str, splits: tuple[str, ...], key: str = 'config.datase
         raise UserError(f'{key}={data_dir}: shard {name} is {size} bytes but was written with '
                         f'{expected_bytes[name]} (truncated or replaced since). Check with '
                         f'`python -m data_prep.verify {data_dir}`, then reconvert it.')
-  return manifest
 
 
 def check_checkpoint(workdir: str, key: str = '--workdir') -> None:

@@ -21,6 +21,9 @@ from data_prep import datasets
 from data_prep import synthetic
 from data_prep import verify
 from imr_jax import codec
+from imr_jax import features
+from imr_jax import preflight
+from imr_jax.data import pipeline
 from imr_jax.data import schema
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -297,3 +300,23 @@ def test_damaged_shards_stop_training_before_it_starts_or_at_the_first_bad_read(
   with pytest.raises(pipeline.DamagedDataError, match=rf"Split 'train' of {corrupt} is damaged.*data_prep.verify"):
     for _ in zip(pipeline.train_iterator(config, host_batch_size=2, seed=0), range(20)):
       pass
+
+
+def test_the_three_official_splits_in_one_directory_store_each_video_once(source, tmp_path):
+  from tests import test_datasets  # pylint: disable=g-import-not-at-top
+  ucf, videos = test_datasets._ucf101_three_splits(tmp_path)  # pylint: disable=protected-access
+  clips = sorted(source.rglob('[!.]*.avi'))
+  for i, path in enumerate(sorted(ucf.rglob('*.avi'))):  # real videos under UCF101's names
+    shutil.copyfile(clips[i % len(clips)], path)
+  out = tmp_path / 'ucf101'
+  manifest = convert.convert(datasets.load('ucf101', ucf, split='all'), out, settings=SETTINGS, log=QUIET)
+  assert len(_records(out)) == 8 and sum(manifest['splits'].values()) == 8
+  assert verify.verify(str(out), log=QUIET) == []
+  builder = tfds.builder_from_directory(str(out))
+  for number in (1, 2, 3):
+    preflight.check_data(str(out), (f'train{number}', f'test{number}'))
+    assert pipeline.dataset_info(str(out))['splits'][f'train{number}'] == 6
+    assert features.video_ids(str(out), f'test{number}') == videos[number]
+    # TFDS reads an official split as the sum of its parts.
+    test_parts = '+'.join(manifest['split_unions'][f'test{number}'])
+    assert len(list(builder.as_dataset(split=test_parts))) == 2

@@ -77,6 +77,47 @@ def test_ucf101_errors(ucf101, tmp_path):
     datasets.ucf101(source)
 
 
+def _ucf101_three_splits(tmp_path):
+  """Four groups of actors (g01..g04) of two classes; split N tests on group N, trains on the others."""
+  source, lists = tmp_path / 'UCF-101', tmp_path / 'ucfTrainTestlist'
+  classes = ('ApplyEyeMakeup', 'Knitting')
+  videos = {group: [f'{c}/v_{c}_g0{group}_c01.avi' for c in classes] for group in (1, 2, 3, 4)}
+  _touch(source, *(v for group in videos.values() for v in group))
+  _write(lists / 'classInd.txt', '1 ApplyEyeMakeup\n2 Knitting\n')
+  for split in (1, 2, 3):
+    _write(lists / f'testlist0{split}.txt', ''.join(f'{v}\n' for v in videos[split]))
+    _write(lists / f'trainlist0{split}.txt', ''.join(
+        f'{v} {classes.index(v.split("/")[0]) + 1}\n' for g in (1, 2, 3, 4) if g != split for v in videos[g]))
+  return source, videos
+
+
+def test_all_ucf101_splits_store_each_video_once(tmp_path):
+  source, videos = _ucf101_three_splits(tmp_path)
+  listing = datasets.load('ucf101', source, split='all')
+  parts = {name: [v.video_id for v in part] for name, part in listing.splits.items()}
+  assert parts == {'part_test_train_train': videos[1], 'part_train_test_train': videos[2],
+                   'part_train_train_test': videos[3], 'part_train_train_train': videos[4]}
+  assert sum(map(len, parts.values())) == 8  # every video once
+  for number in (1, 2, 3):
+    one = datasets.ucf101(source, split=number)
+    for role in ('train', 'test'):
+      union = sorted(v for part in listing.unions[f'{role}{number}'] for v in listing.splits[part])
+      assert union == list(one.splits[role]), (role, number)
+
+
+def test_all_hmdb51_splits_name_unused_videos(hmdb51):
+  source, lists = hmdb51
+  _write(lists / 'brush_hair_test_split3.txt', 'a.avi 1\nb.avi 1\nc.avi 2\n')
+  _write(lists / 'climb_test_split3.txt', 'd.avi 1\ne.avi 2\n')
+  listing = datasets.hmdb51(source, split='all')
+  assert {name: [v.video_id for v in part] for name, part in listing.splits.items()} == {
+      'part_none_train_test': ['brush_hair/c.avi'], 'part_train_none_test': ['climb/e.avi'],
+      'part_train_test_train': ['brush_hair/a.avi'], 'part_test_train_train': ['brush_hair/b.avi'],
+      'part_test_none_train': ['climb/d.avi']}
+  assert listing.unions['train1'] == ('part_train_none_test', 'part_train_test_train')
+  assert listing.unions['test3'] == ('part_none_train_test', 'part_train_none_test')
+
+
 # ---------------------------------------------------------------------------------------------------- HMDB51
 
 

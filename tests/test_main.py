@@ -181,13 +181,15 @@ def test_config_variants_are_checked():
     supervised.get_config('ucf101:hmdb51')
   assert ctp.get_config('binary').task.name == 'ctp_binary'
   config = supervised.get_config('hmdb51:2:no_attention')
-  assert (config.dataset.data_dir, config.model.connection_attention) == ('data/hmdb51/split2', False)
+  assert (config.dataset.data_dir, config.dataset.train_split, config.dataset.eval_split,
+          config.model.connection_attention) == ('data/hmdb51', 'train2', 'test2', False)
   # A named data set survives :tiny / :demo (only the network and clips shrink); none named: synthetic.
   config = supervised.get_config('ucf101:1:tiny')
-  assert (config.dataset.name, config.dataset.data_dir, config.model.depth) == (
-      'ucf101', 'data/ucf101/split1', 'tiny')
+  assert (config.dataset.name, config.dataset.data_dir, config.dataset.eval_split, config.model.depth) == (
+      'ucf101', 'data/ucf101', 'test1', 'tiny')
   assert supervised.get_config('tiny').dataset.name == 'synthetic'
   assert supervised.get_config('synthetic:demo').dataset.data_dir == 'data/synthetic'
+  assert supervised.get_config('synthetic:2').dataset.train_split == 'train'  # one split only
 
 
 def test_clip_picture_command_draws_the_pmsp_grid(synthetic_data, tmp_path):

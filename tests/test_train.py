@@ -606,3 +606,23 @@ def test_a_sigterm_to_one_host_stops_every_host_at_the_same_step(tmp_path):
     assert process.returncode == 0, output[-3000:]
     steps += re.findall(r'save and stop at step (\d+)', output)
   assert len(steps) == 2 and steps[0] == steps[1] and int(steps[0]) >= 10, outputs
+
+
+def test_the_three_official_splits_are_evaluated_each_on_its_own_test_split(monkeypatch):
+  from configs import finetune  # pylint: disable=g-import-not-at-top
+  from imr_jax import evaluate  # pylint: disable=g-import-not-at-top
+  seen = []
+
+  def fake_evaluate(config, workdir, step=None):
+    seen.append((workdir, config.dataset.train_split, config.dataset.eval_split, step))
+    number = int(workdir[-1])
+    return {'step': 10, 'split': config.dataset.eval_split, 'video_accuracy': number / 10,
+            'clip_accuracy': number / 20, 'num_videos': 100 + number}
+  monkeypatch.setattr(evaluate, 'evaluate_checkpoint', fake_evaluate)
+  config = finetune.get_config('ucf101')
+  results = evaluate.evaluate_official_splits(config, 'runs/ft_ucf101_{split}')
+  assert seen == [(f'runs/ft_ucf101_{n}', f'train{n}', f'test{n}', None) for n in (1, 2, 3)]
+  assert config.dataset.eval_split == 'test1'  # the caller's config is left alone
+  assert results['2']['video_accuracy'] == 0.2
+  numerics.assert_within(results['mean']['video_accuracy'], 0.2, numerics.gamma(3))
+  assert set(results['mean']) == {'video_accuracy', 'clip_accuracy', 'num_videos'}

@@ -51,6 +51,9 @@ _ALL_STREAMS = frozenset({'iframes', 'motion_vectors', 'residuals', 'motion_ener
 def dataset_info(data_dir: str) -> dict[str, Any]:
   """The dataset's manifest.json (label_names, encoding, width, height, gop_size, splits, failures).
 
+  'splits' (name -> number of videos) also counts the unions of other splits the manifest names
+  ('split_unions': the official splits of UCF101 / HMDB51 converted together, e.g. 'train2').
+
   Raises:
     FileNotFoundError: `data_dir` holds no manifest.json (it is not an output of data_prep.convert).
   """
@@ -59,11 +62,25 @@ def dataset_info(data_dir: str) -> dict[str, Any]:
     raise FileNotFoundError(
         f'No manifest.json in config.dataset.data_dir={data_dir!r}. Point it at an output directory '
         'of `python -m data_prep.convert`, or run that first.')
-  return json.loads(path.read_text())
+  info = json.loads(path.read_text())
+  for name, parts in info.get('split_unions', {}).items():
+    info['splits'][name] = sum(info['splits'][part] for part in parts)
+  return info
 
 
 def split_files(data_dir: str, split: str) -> tuple[list[str], list[int]]:
-  """The shard files of a split, in order, and the number of videos in each (TFDS metadata)."""
+  """The shard files of a split, in order, and the number of videos in each (TFDS metadata).
+
+  A union of splits (manifest 'split_unions') is its parts' files, part after part.
+  """
+  parts = dataset_info(data_dir).get('split_unions', {}).get(split)
+  if parts is not None:
+    files, lengths = [], []
+    for part in parts:
+      part_files, part_lengths = split_files(data_dir, part)
+      files += part_files
+      lengths += part_lengths
+    return files, lengths
   try:
     builder = tfds.builder_from_directory(data_dir)
   except Exception as e:  # TFDS raises several types for a missing or broken dataset_info.json.
