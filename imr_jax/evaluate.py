@@ -18,15 +18,16 @@ For a pretext run it reports the pretext metrics on the eval split instead.
 import json
 from typing import Any
 
-import jax
 import ml_collections
-import optax
 from absl import flags, logging
 from etils import epath
 from ml_collections import config_flags
 
-from imr_jax import checkpoints, cli, parallel, preflight, train
-from imr_jax.data import pipeline
+from imr_jax import cli, preflight
+
+# JAX, TensorFlow and the model are imported where they are used, so that the command line checks its
+# flags and inputs first (a quarter of a second) rather than after their start-up (tens of seconds).
+# pylint: disable=g-import-not-at-top
 
 FLAGS = flags.FLAGS
 
@@ -47,6 +48,10 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
   Returns:
     The metrics, with 'step' and 'split'; also written to WORKDIR/eval_<split>_step<step>.json.
   """
+  import jax
+  import optax
+  from imr_jax import checkpoints, parallel, train
+  from imr_jax.data import pipeline
   mesh = parallel.make_mesh()
   replicated = parallel.replicated(mesh)
   info = pipeline.dataset_info(config.dataset.data_dir)

@@ -143,6 +143,11 @@ def test_evaluate_without_a_checkpoint(tmp_path):
   code, output = run_cli('-m', 'imr_jax.evaluate', '--config=configs/pmsp.py:demo',
                          f'--config.dataset.data_dir={data}', f'--workdir={tmp_path}')
   assert_clean_failure(code, output, f'--workdir={tmp_path} holds no checkpoint')
+  assert 'oneDNN' not in output  # refused before TensorFlow's start-up (it prints that line)
+  code, output = run_cli('-m', 'imr_jax.features', '--config=configs/pmsp.py:demo', f'--workdir={tmp_path}',
+                         f'--config.dataset.data_dir={data}', f'--output={tmp_path}/f.npz')
+  assert_clean_failure(code, output, f'--workdir={tmp_path} holds no checkpoint')
+  assert 'oneDNN' not in output
 
 
 def test_frozen_eval_missing_features(tmp_path):
