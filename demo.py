@@ -73,7 +73,7 @@ def main(argv):
     raise cli.UserError(f'--workdir={FLAGS.workdir}: the demo converts its videos into the workdir, and the '
                         'conversion writes to a local folder; pass a local --workdir.')
   import jax  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf = cli.import_tensorflow()
   tf.config.set_visible_devices([], 'GPU')
   workdir = os.path.abspath(FLAGS.workdir)
   # The fine-tuning and scratch runs compile the same steps: compile them once.

@@ -33,7 +33,7 @@ def main(argv):
     raise cli.UserError(f'Unexpected arguments {argv[1:]}; options are --flags (see --help).')
   preflight.check_training(FLAGS.config, FLAGS.workdir)  # before the minute of TensorFlow / JAX start-up
   # The input pipeline uses TensorFlow on the host; keep it off the accelerators JAX owns.
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf = cli.import_tensorflow()
   tf.config.set_visible_devices([], 'GPU')
 
   import jax  # pylint: disable=g-import-not-at-top

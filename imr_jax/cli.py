@@ -42,6 +42,29 @@ def _wants_traceback(argv: Sequence[str]) -> bool:
   return False
 
 
+def import_tensorflow():
+  """Imports TensorFlow without the C++ start-up lines it writes to stderr; returns the module.
+
+  TensorFlow 2.21 logs them (its CPU-instructions and oneDNN notices) through absl before absl's logging
+  is initialised, so TF_CPP_MIN_LOG_LEVEL does not reach them. The process's stderr is pointed at
+  /dev/null for the import alone: Python errors still raise and print, and `--verbosity=1` keeps the
+  lines.
+  """
+  if 'tensorflow' in sys.modules or _wants_traceback(sys.argv):
+    import tensorflow  # pylint: disable=g-import-not-at-top
+    return tensorflow
+  sys.stderr.flush()
+  saved = os.dup(2)
+  try:
+    with open(os.devnull, 'w') as devnull:
+      os.dup2(devnull.fileno(), 2)
+    import tensorflow  # pylint: disable=g-import-not-at-top
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
+  return tensorflow
+
+
 def fail(message: str) -> NoReturn:
   """Prints `message` as the command's one error line(s) and exits with status 1."""
   program = os.path.basename(sys.argv[0]) if sys.argv else 'imr_jax'

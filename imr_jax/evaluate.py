@@ -115,7 +115,7 @@ def main(argv):
   else:
     preflight.check_checkpoint(FLAGS.workdir)
     preflight.check_data(FLAGS.config.dataset.data_dir, (FLAGS.config.dataset.eval_split,))
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf = cli.import_tensorflow()
   tf.config.set_visible_devices([], 'GPU')  # the input pipeline stays on the host
   if SPLIT_FIELD not in FLAGS.workdir:
     results = evaluate_checkpoint(FLAGS.config, FLAGS.workdir, FLAGS.step)

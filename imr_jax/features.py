@@ -147,8 +147,8 @@ def main(argv):
   if flags_.workdir:
     preflight.check_checkpoint(flags_.workdir)
   preflight.check_data(flags_.config.dataset.data_dir, (flags_.split,))
+  tf = cli.import_tensorflow()
   import jax
-  import tensorflow as tf
   tf.config.set_visible_devices([], 'GPU')
   result = extract(flags_.config, flags_.split, None if flags_.random_init else flags_.workdir,
                    step=flags_.step)

@@ -261,6 +261,7 @@ def main(argv: Sequence[str]) -> None:
       re.compile(FLAGS.metrics)
     except re.error as error:
       raise cli.UserError(f'--metrics={FLAGS.metrics!r} is not a regular expression: {error}.') from None
+  cli.import_tensorflow()  # TensorBoard's event reader loads it: without its start-up lines
   try:
     curves_by_run = {name: read_scalars(workdir) for name, workdir in zip(names, workdirs)}
     panels = plot_curves(curves_by_run, FLAGS.out, FLAGS.metrics,

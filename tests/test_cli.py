@@ -167,3 +167,12 @@ def test_convert_to_a_bucket_says_how(tmp_path):
   code, output = run_cli('-m', 'data_prep.convert', f'--source={tmp_path}', '--output_dir=gs://bucket/data')
   assert_clean_failure(code, output, '--output_dir=gs://bucket/data: the conversion reads and writes local',
                        'gsutil -m cp -r')
+
+
+def test_tensorflow_start_up_lines_are_not_printed(tmp_path):
+  data = make_data(tmp_path / 'data')
+  _, output = run_cli('-m', 'data_prep.verify', data)  # loads TensorFlow and reads the (fake) shards
+  assert 'manifest.json' in output, output  # got as far as reading the data set
+  assert 'oneDNN' not in output and 'This TensorFlow binary' not in output, output
+  _, output = run_cli('-m', 'data_prep.verify', data, '--verbosity=1')  # asked for: kept
+  assert 'oneDNN' in output, output
