@@ -163,10 +163,12 @@ def test_help_lists_the_commands_own_flags():
     assert expected in output, output
 
 
-def test_convert_to_a_bucket_says_how(tmp_path):
-  code, output = run_cli('-m', 'data_prep.convert', f'--source={tmp_path}', '--output_dir=gs://bucket/data')
-  assert_clean_failure(code, output, '--output_dir=gs://bucket/data: the conversion reads and writes local',
-                       'gsutil -m cp -r')
+def test_convert_from_a_bucket_says_how(tmp_path):
+  code, output = run_cli('-m', 'data_prep.convert', '--dataset=folder', '--source=gs://bucket/videos',
+                         f'--output_dir={tmp_path}/out')
+  assert_clean_failure(code, output, '--source=gs://bucket/videos: the videos are decoded by FFmpeg from a '
+                       'local folder', 'gsutil -m cp -r')
+  assert not os.path.exists(tmp_path / 'out')
 
 
 def test_tensorflow_start_up_lines_are_not_printed(tmp_path):
