@@ -40,10 +40,8 @@ def random_batch(config, batch_size: int, num_classes: int, seed: int = 0) -> di
                      'residuals': rng.standard_normal((batch_size, t_p, s, s, 3), np.float32)}
   batch = streams()
   batch['motion_energy'] = rng.random((batch_size, g, s, s), np.float32)
-  batch['shifted_motion_vectors'] = batch['motion_vectors'][::-1].copy()
-  batch['shifted_residuals'] = batch['residuals'][::-1].copy()
-  batch['shifted_motion_energy'] = batch['motion_energy'][::-1].copy()
-  batch.update({f'view2/{key}': value for key, value in streams().items()})
+  batch['shifted'] = {key: batch[key][::-1].copy() for key in ('motion_vectors', 'residuals', 'motion_energy')}
+  batch['view2'] = streams()
   batch['label'] = rng.integers(0, max(num_classes, 1), batch_size).astype(np.int32)
   batch['mask'] = np.ones(batch_size, np.float32)
   batch['video_index'] = np.arange(batch_size, dtype=np.int32)

@@ -48,8 +48,8 @@ def make_batch(batch_size, num_gops=3, p_per_gop=2, size=2, shifted=True):
       'motion_energy': np.zeros((batch_size, num_gops, size, size), np.float32),
   }
   if shifted:
-    batch['shifted_motion_vectors'] = batch['motion_vectors'] + SHIFTED_ID * np.array([1, -1], np.float32)
-    batch['shifted_residuals'] = batch['residuals'] + SHIFTED_ID
+    batch['shifted'] = {'motion_vectors': batch['motion_vectors'] + SHIFTED_ID * np.array([1, -1], np.float32),
+                        'residuals': batch['residuals'] + SHIFTED_ID}
   return batch
 
 
@@ -156,7 +156,7 @@ def test_impossible_configs_raise_clear_errors():
     tasks.build_task(make_config(name='ctp_binary', classes=('shifted', 'shuffled')))
   with pytest.raises(base.ConfigError, match='classes'):
     tasks.build_task(make_config(classes=('aligned', 'reversed')))
-  with pytest.raises(KeyError, match='shifted_motion_vectors'):
+  with pytest.raises(KeyError, match=r"batch\['shifted'\]"):
     tasks.build_task(make_config()).prepare(make_batch(batch_size=2, shifted=False), jax.random.key(0))
 
 
@@ -178,7 +178,7 @@ def test_pmsp_ctp_labels_follow_the_p_frames_shown(with_shifted_energy):
   rng = np.random.default_rng(3)
   batch['motion_energy'] = rng.uniform(0, 1, (16, 3, 2, 2)).astype(np.float32)
   if with_shifted_energy:
-    batch['shifted_motion_energy'] = rng.uniform(0, 1, (16, 3, 2, 2)).astype(np.float32)
+    batch['shifted']['motion_energy'] = rng.uniform(0, 1, (16, 3, 2, 2)).astype(np.float32)
   inputs, targets = jax.jit(task.prepare)(batch, jax.random.key(4))
   kinds = np.asarray(targets['ctp']['kind'])
   # The energy the labels come from, rebuilt from the P-frame ids the network sees.
@@ -187,7 +187,7 @@ def test_pmsp_ctp_labels_follow_the_p_frames_shown(with_shifted_energy):
   for b in range(16):
     for g in range(3):
       # Without the pipeline's shifted energy, shifted clips get zero energy (and are masked below).
-      shifted_energy = batch.get('shifted_motion_energy', np.zeros_like(batch['motion_energy']))
+      shifted_energy = batch['shifted'].get('motion_energy', np.zeros_like(batch['motion_energy']))
       source = shifted_energy if ids[b, g] >= SHIFTED_ID else batch['motion_energy']
       example, rest = divmod(int(ids[b, g] % SHIFTED_ID), 1000)
       gop = rest // 10

@@ -13,6 +13,7 @@ A crop keeps part of the left half; a flip moves it to the right and makes the M
 
 import json
 
+import flax
 import jax
 import numpy as np
 import pytest
@@ -150,10 +151,10 @@ def _gop_energy(video, g):
   return round(sum(np.hypot(g + 1, k + 1) for k in range(_num_pframes(video)[g])))
 
 
-def _physical(batch, prefix=''):
-  return (normalization.denormalize_iframes(batch[prefix + 'iframes']),
-          normalization.denormalize_motion_vectors(batch[prefix + 'motion_vectors']),
-          normalization.denormalize_residuals(batch[prefix + 'residuals']))
+def _physical(streams):
+  return (normalization.denormalize_iframes(streams['iframes']),
+          normalization.denormalize_motion_vectors(streams['motion_vectors']),
+          normalization.denormalize_residuals(streams['residuals']))
 
 
 def test_train_batches_shapes_dtypes_and_ranges(default_data_dir):
@@ -166,9 +167,9 @@ def test_train_batches_shapes_dtypes_and_ranges(default_data_dir):
       'motion_vectors': (np.float32, (3, t_p, CROP, CROP, 2)),
       'residuals': (np.float32, (3, t_p, CROP, CROP, 3)),
       'motion_energy': (np.float32, (3, NUM_GOPS, CROP, CROP)),
-      'shifted_motion_vectors': (np.float32, (3, t_p, CROP, CROP, 2)),
-      'shifted_residuals': (np.float32, (3, t_p, CROP, CROP, 3)),
-      'shifted_motion_energy': (np.float32, (3, NUM_GOPS, CROP, CROP)),
+      'shifted/motion_vectors': (np.float32, (3, t_p, CROP, CROP, 2)),
+      'shifted/residuals': (np.float32, (3, t_p, CROP, CROP, 3)),
+      'shifted/motion_energy': (np.float32, (3, NUM_GOPS, CROP, CROP)),
       'view2/iframes': (np.float32, (3, NUM_GOPS, CROP, CROP, 3)),
       'view2/motion_vectors': (np.float32, (3, t_p, CROP, CROP, 2)),
       'view2/residuals': (np.float32, (3, t_p, CROP, CROP, 3)),
@@ -176,10 +177,11 @@ def test_train_batches_shapes_dtypes_and_ranges(default_data_dir):
       'mask': (np.float32, (3,)),
       'video_index': (np.int32, (3,)),
   }
-  assert {k: (v.dtype, v.shape) for k, v in batch.items()} == {
+  fields = flax.traverse_util.flatten_dict(batch, sep='/')  # {'shifted': {'residuals'}} -> 'shifted/residuals'
+  assert {k: (v.dtype, v.shape) for k, v in fields.items()} == {
       k: (np.dtype(d), s) for k, (d, s) in expected.items()}
-  for name in ('motion_vectors', 'shifted_motion_vectors', 'view2/motion_vectors'):
-    assert -0.5 <= batch[name].min() and batch[name].max() <= 0.5
+  for name in ('motion_vectors', 'shifted/motion_vectors', 'view2/motion_vectors'):
+    assert -0.5 <= fields[name].min() and fields[name].max() <= 0.5
   iframes = normalization.denormalize_iframes(batch['iframes'])
   assert iframes.min() > -1 and iframes.max() < 256
   assert batch['motion_energy'].min() >= 0
@@ -194,10 +196,8 @@ def test_train_streams_are_aligned_in_time_and_space(data_dir):
   flips, same_view2 = set(), 0
   for batch in batches:
     iframes, mvs, residuals = _physical(batch)
-    view2 = _physical(batch, prefix='view2/')
-    _, shifted_mvs, shifted_residuals = _physical(
-        {'iframes': batch['iframes'], 'motion_vectors': batch['shifted_motion_vectors'],
-         'residuals': batch['shifted_residuals']})
+    view2 = _physical(batch['view2'])
+    _, shifted_mvs, shifted_residuals = _physical({'iframes': batch['iframes'], **batch['shifted']})
     for b in range(5):
       gops, flipped = _check_clip(iframes[b], mvs[b], residuals[b], batch['motion_energy'][b],
                                   batch['label'][b])
@@ -213,7 +213,7 @@ def test_train_streams_are_aligned_in_time_and_space(data_dir):
       # Its motion energy is that of the shifted GOPs, under the same crop and flip. The crop's
       # area scale is shared with the clip's own energy, so per-GOP maxima compare exactly.
       for t, g in enumerate(np.round(shifted_gops).astype(int)):
-        energy = batch['shifted_motion_energy'][b][t]
+        energy = batch['shifted']['motion_energy'][b][t]
         mv_weight = np.abs(shifted_mvs[b][t * P_PER_GOP][..., 0]).mean(axis=0) / (g + 1)
         assert energy[:, mv_weight > 0.5].sum() > 0.9 * energy.sum() > 0
         # Each maximum is an area-weighted sum of at most 3 x 3 energies, scaled twice (gamma(13)
@@ -251,7 +251,8 @@ def test_a_resumed_stream_trains_on_the_batches_of_the_uninterrupted_one(data_di
     resumed = _batches(pipeline.train_dataset(config, host_batch_size=2, seed=3, start_step=start_step,
                                               extras=extras), 9 - start_step)
     for step, (want, got) in enumerate(zip(straight[start_step:], resumed), start_step):
-      assert want.keys() == got.keys()
+      want, got = (flax.traverse_util.flatten_dict(b, sep='/') for b in (want, got))
+      assert want.keys() == got.keys() and 'shifted/residuals' in want
       for name in want:
         np.testing.assert_array_equal(got[name], want[name], err_msg=f'{name} of batch {step}')
 
@@ -401,9 +402,9 @@ def test_eval_extras_keep_their_own_sizes(data_dir):
       config, host_batch_size=2, extras={'shifted', 'view2'}, process_index=0, process_count=1))))
   t_p = NUM_GOPS * P_PER_GOP
   assert batch['iframes'].shape == (2, NUM_GOPS, 8, 8, 3)
-  assert batch['shifted_residuals'].shape == (2, t_p, 8, 8, 3)
-  assert batch['shifted_motion_energy'].shape == (2, NUM_GOPS, 8, 8)
-  assert batch['view2/motion_vectors'].shape == (2, t_p, CROP, CROP, 2)
+  assert batch['shifted']['residuals'].shape == (2, t_p, 8, 8, 3)
+  assert batch['shifted']['motion_energy'].shape == (2, NUM_GOPS, 8, 8)
+  assert batch['view2']['motion_vectors'].shape == (2, t_p, CROP, CROP, 2)
 
 
 def test_pmsp_ctp_scores_shifted_clips_with_the_pipelines_energy(data_dir):
@@ -437,8 +438,9 @@ def test_pretext_evaluation_sees_every_video_once_with_fixed_extras(data_dir):
   mask = np.concatenate([batch['mask'] for batch in first])
   assert sorted(video_index[mask > 0]) == [0, 1, 2, 3, 4]
   np.testing.assert_array_equal(video_index[mask == 0], -1)
-  assert first[0]['shifted_motion_vectors'].shape == (4, NUM_GOPS * P_PER_GOP, CROP, CROP, 2)
+  assert first[0]['shifted']['motion_vectors'].shape == (4, NUM_GOPS * P_PER_GOP, CROP, CROP, 2)
   for batch, repeat in zip(first, again):
+    batch, repeat = (flax.traverse_util.flatten_dict(b, sep='/') for b in (batch, repeat))
     for name in batch:
       np.testing.assert_array_equal(batch[name], repeat[name], err_msg=name)
   config.num_eval_steps = 1

@@ -20,6 +20,7 @@ argmax over cells is then the argmax over the same regions of the crop.
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import tensorflow as tf
 
@@ -116,26 +117,34 @@ def resize_motion_energy(energy: tf.Tensor, size: int) -> tf.Tensor:
   return resized[..., 0] * area_ratio
 
 
-def flip_left_right(clip: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+def map_streams(fn, clip: dict[str, Any]) -> dict[str, Any]:
+  """`fn(name, tensor)` on every stream of a clip, nested dicts included ({'shifted': {...}}).
+
+  A stream's kind is its own key ('iframes', 'motion_vectors', 'residuals', 'motion_energy'), at any
+  depth; the structure is kept.
+  """
+  return {name: map_streams(fn, value) if isinstance(value, dict) else fn(name, value)
+          for name, value in clip.items()}
+
+
+def flip_left_right(clip: dict[str, Any]) -> dict[str, Any]:
   """Mirrors every stream of a clip; MV x components change sign (a leftward motion becomes rightward).
 
   Args:
-    clip: name -> tensor with the width on axis -2 ((..., H, W, C) frames) or, for names containing
-      'motion_energy', on axis -1 ((G, H, W)). Names containing 'motion_vectors' have x on channel 0.
+    clip: stream name -> tensor (nested dicts allowed) with the width on axis -2 ((..., H, W, C)
+      frames) or, for 'motion_energy', on axis -1 ((G, H, W)). 'motion_vectors' have x on channel 0.
 
   Returns:
-    The flipped clip, same keys, shapes and dtypes.
+    The flipped clip, same structure, shapes and dtypes.
   """
-  flipped = {}
-  for name, value in clip.items():
-    if 'motion_energy' in name:
-      flipped[name] = tf.reverse(value, axis=[-1])
-      continue
+  def flip(name, value):
+    if name == 'motion_energy':
+      return tf.reverse(value, axis=[-1])
     value = tf.reverse(value, axis=[-2])
-    if 'motion_vectors' in name:
+    if name == 'motion_vectors':
       value = value * tf.constant([-1.0, 1.0], value.dtype)
-    flipped[name] = value
-  return flipped
+    return value
+  return map_streams(flip, clip)
 
 
 def color_jitter(iframes: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
@@ -156,35 +165,37 @@ def color_jitter(iframes: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
   return tf.clip_by_value((iframes - mean) * contrast + mean + brightness * 255.0, 0.0, 255.0)
 
 
-def crop_clip(clip: dict[str, tf.Tensor], box: tf.Tensor) -> dict[str, tf.Tensor]:
+def crop_clip(clip: dict[str, Any], box: tf.Tensor) -> dict[str, Any]:
   """Crops every stream of a clip with one box.
 
   Args:
-    clip: name -> tensor; names containing 'motion_energy' are (G, H, W), the others (T, H, W, C).
+    clip: stream name -> tensor (nested dicts allowed); 'motion_energy' is (G, H, W), the others
+      (T, H, W, C).
     box: int32 (4,) top, left, height, width.
 
   Returns:
-    name -> (G, box height, box width) or (T, box height, box width, C), dtypes kept.
+    The same structure: (G, box height, box width) or (T, box height, box width, C), dtypes kept.
   """
-  return {name: crop(value[..., tf.newaxis], box)[..., 0] if 'motion_energy' in name
-          else crop(value, box) for name, value in clip.items()}
+  return map_streams(lambda name, value: crop(value[..., tf.newaxis], box)[..., 0]
+                     if name == 'motion_energy' else crop(value, box), clip)
 
 
-def resize_clip(clip: dict[str, tf.Tensor], size: int) -> dict[str, tf.Tensor]:
+def resize_clip(clip: dict[str, Any], size: int) -> dict[str, Any]:
   """Resizes every stream of a (cropped) clip to size x size (see the module docstring).
 
   Args:
-    clip: name -> tensor; names containing 'motion_energy' are (G, h, w), the others (T, h, w, C).
+    clip: stream name -> tensor (nested dicts allowed); 'motion_energy' is (G, h, w), the others
+      (T, h, w, C).
     size: output side.
 
   Returns:
-    name -> float32 (G, size, size) or (T, size, size, C).
+    The same structure: float32 (G, size, size) or (T, size, size, C).
   """
-  return {name: resize_motion_energy(value, size) if 'motion_energy' in name else resize(value, size)
-          for name, value in clip.items()}
+  return map_streams(lambda name, value: resize_motion_energy(value, size)
+                     if name == 'motion_energy' else resize(value, size), clip)
 
 
-def crop_and_resize_clip(clip: dict[str, tf.Tensor], box: tf.Tensor,
-                         size: int) -> dict[str, tf.Tensor]:
+def crop_and_resize_clip(clip: dict[str, Any], box: tf.Tensor,
+                         size: int) -> dict[str, Any]:
   """`resize_clip(crop_clip(clip, box), size)`: one crop box for every stream, then size x size."""
   return resize_clip(crop_clip(clip, box), size)

@@ -147,19 +147,14 @@ def _random_flip(clip: dict[str, tf.Tensor], seed: tf.Tensor) -> dict[str, tf.Te
   return tf.cond(flip, lambda: augment.flip_left_right(clip), lambda: clip)
 
 
-def _normalize(clip: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+_NORMALIZE = {'iframes': normalization.normalize_iframes,
+              'motion_vectors': normalization.normalize_motion_vectors,
+              'residuals': normalization.normalize_residuals}
+
+
+def _normalize(clip: dict[str, Any]) -> dict[str, Any]:
   """Physical units -> network space (DESIGN.md section 3); motion energy stays in pixels."""
-  out = {}
-  for name, value in clip.items():
-    if name.endswith('iframes'):
-      out[name] = normalization.normalize_iframes(value)
-    elif name.endswith('motion_vectors'):
-      out[name] = normalization.normalize_motion_vectors(value)
-    elif name.endswith('residuals'):
-      out[name] = normalization.normalize_residuals(value)
-    else:
-      out[name] = value
-  return out
+  return augment.map_streams(lambda name, value: _NORMALIZE.get(name, tf.identity)(value), clip)
 
 
 def _training_clip(features: dict[str, tf.Tensor], num_usable: tf.Tensor,
@@ -167,8 +162,8 @@ def _training_clip(features: dict[str, tf.Tensor], num_usable: tf.Tensor,
                    streams: frozenset[str], shifted: bool) -> dict[str, tf.Tensor]:
   """A random window, one multi-scale crop box and one flip for all its streams, I-frame jitter.
 
-  With `shifted`, the P-streams of another window of the video ('shifted_motion_vectors',
-  'shifted_residuals') and its motion energy ('shifted_motion_energy') share the crop and the flip.
+  With `shifted`, the P-streams of another window of the video and its motion energy (under
+  'shifted': {'motion_vectors', 'residuals', 'motion_energy'}) share the crop and the flip.
   Returns network-space tensors, crop_size square.
   """
   start = sampling.random_window_start(num_usable, data.num_gops, seeds[_WINDOW])
@@ -197,40 +192,42 @@ def _video_fields(features: dict[str, tf.Tensor], video_index: tf.Tensor) -> dic
 
 def _shifted_streams(features, num_usable, start, data, encoding, seed,
                      box=None) -> dict[str, tf.Tensor]:
-  """The P-streams of another window of the same video (CTP's 'shifted' class), not yet augmented.
+  """{'shifted': the P-streams of another window of the same video (CTP's 'shifted' class)}, not yet
+  augmented.
 
-  Its motion energy comes along ('shifted_motion_energy'): PMSP + CTP scores the motion of the
-  P-frames the network is shown, which for a shifted clip are these.
+  Its motion energy comes along: PMSP + CTP scores the motion of the P-frames the network is shown,
+  which for a shifted clip are these.
   """
   shifted_start = sampling.shifted_window_start(num_usable, data.num_gops, start, seed)
   indices = sampling.clip_indices(features[schema.GOP_NUM_PFRAMES], shifted_start, data.num_gops,
                                   data.p_per_gop)
   clip = _decode(features, indices, encoding,
                  frozenset({'motion_vectors', 'residuals', 'motion_energy'}), box)
-  return {'shifted_' + name: value for name, value in clip.items()}
+  return {'shifted': clip}
 
 
 def _view2(features, num_usable, data, encoding, seed) -> dict[str, tf.Tensor]:
-  """A second, independently sampled and augmented clip of the same video (InfoNCE), normalised."""
+  """{'view2': a second, independently sampled and augmented clip of the same video (InfoNCE)}."""
   clip = _training_clip(features, num_usable, data, encoding,
                         tf.random.experimental.stateless_split(seed, _NUM_SEEDS),
                         frozenset({'iframes', 'motion_vectors', 'residuals'}), shifted=False)
-  return {'view2/' + name: value for name, value in clip.items()}
+  return {'view2': clip}
 
 
-def _static_shapes(example: dict[str, tf.Tensor], data: ml_collections.ConfigDict,
-                   size: int) -> dict[str, tf.Tensor]:
+def _static_shapes(example: dict[str, Any], data: ml_collections.ConfigDict, size: int) -> dict[str, Any]:
   """Pins the static shape of every field, so batches have fully known shapes.
 
-  `size` is the side of the main views; 'view2/' fields are always training views (crop_size).
+  `size` is the side of the main views; 'view2' is always a training view (crop_size).
   """
-  def shape(name):
-    side = data.crop_size if name.startswith('view2/') else size
-    stream = name.split('/')[-1].removeprefix('shifted_')
+  def shape(stream, side):
     num_frames = data.num_gops if stream in ('iframes', 'motion_energy') else data.num_gops * data.p_per_gop
     channels = {'iframes': [3], 'motion_vectors': [2], 'residuals': [3], 'motion_energy': []}
     return [num_frames, side, side] + channels[stream] if stream in channels else []
-  return {name: tf.ensure_shape(value, shape(name)) for name, value in example.items()}
+
+  def pinned(fields, side):
+    return {name: pinned(value, data.crop_size if name == 'view2' else side) if isinstance(value, dict)
+            else tf.ensure_shape(value, shape(name, side)) for name, value in fields.items()}
+  return pinned(example, size)
 
 
 def _train_example(serialized: tf.Tensor, position: tf.Tensor, *, data: ml_collections.ConfigDict,
@@ -285,7 +282,7 @@ def _eval_views(features: dict[str, tf.Tensor], video_index: tf.Tensor, clip_num
   for view in views:
     view.update(_video_fields(features, video_index))
   views = [_static_shapes(view, data, data.eval_crop_size) for view in views]
-  return {name: tf.stack([view[name] for view in views]) for name in views[0]}
+  return tf.nest.map_structure(lambda *fields: tf.stack(fields), *views)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -49,13 +49,15 @@ class Task(abc.ABC):
     return None
 
 
-def streams(batch: Batch, prefix: str = '') -> Streams:
-  """The three network input streams of a batch (keys `prefix + name`), as float32 jax arrays."""
-  missing = [prefix + key for key in STREAM_KEYS if prefix + key not in batch]
+def streams(batch: Batch, extra: str | None = None) -> Streams:
+  """The three network input streams of a batch, or of its optional part `extra` ('view2'), as float32."""
+  fields = batch.get(extra, {}) if extra else batch
+  missing = [key for key in STREAM_KEYS if key not in fields]
   if missing:
-    raise KeyError(f'The batch has no {missing}; it has {sorted(batch)}. Ask the input pipeline for '
-                   'them (task.batch_requirements lists the optional keys a task needs).')
-  return {key: jnp.asarray(batch[prefix + key], jnp.float32) for key in STREAM_KEYS}
+    where = f"batch[{extra!r}]" if extra else 'The batch'
+    raise KeyError(f'{where} has no {missing}; the batch has {sorted(batch)}. Ask the input pipeline '
+                   'for them (task.batch_requirements lists the optional parts a task needs).')
+  return {key: jnp.asarray(fields[key], jnp.float32) for key in STREAM_KEYS}
 
 
 def cross_entropy(logits: Array, labels: Array) -> Array:

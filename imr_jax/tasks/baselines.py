@@ -185,7 +185,7 @@ class InfoNCETask(base.Task):
 
   def prepare(self, batch, rng):
     del rng  # both views were sampled and augmented by the input pipeline
-    return [base.streams(batch), base.streams(batch, prefix='view2/')], {}
+    return [base.streams(batch), base.streams(batch, 'view2')], {}
 
   def loss_and_metrics(self, outputs, targets, mask):
     del targets  # the positives are the diagonal

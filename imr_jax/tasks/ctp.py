@@ -6,7 +6,7 @@ classifies which type it sees:
 
   aligned     the clip's own P-frames.
   shifted     the P-frames of another window of the same video, num_gops GOPs starting at least one
-              GOP away (the input pipeline supplies them as `shifted_motion_vectors/residuals`).
+              GOP away (the input pipeline supplies them as batch['shifted']).
   shuffled    the clip's own P-frames with the GOPs in a random order that is never the identity
               (the order inside a GOP is kept); needs num_gops >= 2.
   mismatched  the aligned P-frames of another example of the batch: example b takes those of
@@ -149,7 +149,7 @@ class CTPTask(base.Task):
       (streams, targets, extra): the network inputs; {'label', 'kind'} int32 (B,); and, with
       `with_motion_energy`, {'motion_energy': (B, G, S, S) energy of the P-frames now shown,
       'motion_energy_valid': float32 (B,), 0 for shifted examples when the batch has no
-      `shifted_motion_energy`}.
+      batch['shifted']['motion_energy']}.
     """
     base.check_num_gops(batch, self.num_gops)
     inputs = base.streams(batch)
@@ -165,19 +165,20 @@ class CTPTask(base.Task):
 
     per_gop = {k: base.p_stream_gops(inputs[k], self.num_gops) for k in base.P_STREAM_KEYS}
     shifted = None
+    shifted_batch = batch.get('shifted', {})
     if 'shifted' in self.classes:
-      missing = [f'shifted_{k}' for k in base.P_STREAM_KEYS if f'shifted_{k}' not in batch]
+      missing = [k for k in base.P_STREAM_KEYS if k not in shifted_batch]
       if missing:
-        raise KeyError(f'CTP "shifted" needs batch keys {missing}: build the input pipeline with '
+        raise KeyError(f"CTP 'shifted' needs batch['shifted'][{missing}]: build the input pipeline with "
                        "extras=task.batch_requirements (it holds 'shifted').")
-      shifted = {k: base.p_stream_gops(jnp.asarray(batch[f'shifted_{k}'], jnp.float32), self.num_gops)
+      shifted = {k: base.p_stream_gops(jnp.asarray(shifted_batch[k], jnp.float32), self.num_gops)
                  for k in base.P_STREAM_KEYS}
     extra = {}
     if with_motion_energy:
       per_gop['motion_energy'] = jnp.asarray(batch['motion_energy'], jnp.float32)
-      has_shifted_energy = 'shifted_motion_energy' in batch
+      has_shifted_energy = 'motion_energy' in shifted_batch
       if shifted is not None:
-        shifted['motion_energy'] = (jnp.asarray(batch['shifted_motion_energy'], jnp.float32)
+        shifted['motion_energy'] = (jnp.asarray(shifted_batch['motion_energy'], jnp.float32)
                                     if has_shifted_energy else jnp.zeros_like(per_gop['motion_energy']))
       unknown_energy = (kinds == SHIFTED) & (not has_shifted_energy)
       extra['motion_energy_valid'] = jnp.where(unknown_energy, 0.0, 1.0)

@@ -3,7 +3,7 @@
 CTP replaces the P-frames of some clips, so PMSP's labels must follow the P-frames the network now
 sees: the per-GOP motion energy is moved with them (permuted with a shuffled clip's GOPs, taken from
 the other example for a mismatched one). A shifted clip's energy comes from the batch's
-`shifted_motion_energy` when the input pipeline provides it; otherwise those clips are left out of
+batch['shifted']['motion_energy'] when the input pipeline provides it; otherwise those clips are left out of
 the PMSP loss (their energy is unknown), and still count for CTP.
 """
 
