@@ -25,6 +25,7 @@ import time
 from absl import flags
 import numpy as np
 
+from configs import demo as demo_sizes
 from imr_jax import cli
 
 FLAGS = flags.FLAGS
@@ -32,7 +33,8 @@ flags.DEFINE_string('workdir', 'runs/demo', 'Where the data sets, the three runs
 flags.DEFINE_integer('pretrain_videos_per_class', 48, 'Training videos per class of the pretraining set.')
 flags.DEFINE_integer('labelled_videos_per_class', 4, 'Training videos per class of the labelled set.')
 flags.DEFINE_integer('test_videos_per_class', 20, 'Test videos per class of the labelled set.')
-flags.DEFINE_integer('labelled_epochs', 40, 'Epochs of fine-tuning and of training from scratch.')
+flags.DEFINE_integer('labelled_epochs', demo_sizes.LABELLED_EPOCHS,
+                     'Epochs of fine-tuning and of training from scratch.')
 cli.define_seeds((0, 1), 'Seeds of the fine-tuning and scratch runs (init, data order).')
 flags.DEFINE_integer('frames_per_video', 72, 'Frames per synthetic video: 6 GOPs, so clips of 4 GOPs differ.')
 

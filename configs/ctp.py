@@ -5,14 +5,8 @@
 Variants: binary, demo, tiny, r50, bf16 (see default.py).
 """
 
-import ml_collections
-
 from configs import default
 
 
-def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  variants = default.parse_variants(arg, allowed=('binary',) + default.COMMON_VARIANTS)
-  config = default.base_config()
-  config.task.name = 'ctp_binary' if 'binary' in variants else 'ctp'
-  default.apply_common_variants(config, variants)
-  return config
+def get_config(arg: str | None = None):
+  return default.pretext_config('ctp', arg, task_variants={'binary': 'ctp_binary'})

@@ -3,27 +3,27 @@
 Experiment configs (pmsp.py, ctp.py, ...) import this module and override a few keys. Configs hold no
 derived numbers: training and warm-up steps are computed at run time from epochs and dataset sizes.
 
+  python main.py --config=configs/default.py --workdir=runs/pmsp   # the same run as configs/pmsp.py
+
 Variants are passed after the file name, separated by colons, e.g.
 `--config=configs/pmsp.py:demo` or `--config=configs/finetune.py:hmdb51:2:r50`. The shared variants:
-  demo   the synthetic data set and a small network: a CPU run of minutes (what `demo.py` uses)
-  tiny   the smallest network and clip: a CPU run of seconds (what the tests use)
+  demo   the synthetic data set and a small network: a CPU run of minutes (what `demo.py` uses;
+         its values live in configs/demo.py)
+  tiny   the smallest network and clip: a CPU run of seconds (what the tests use; configs/demo.py)
   r50    3D-ResNet-50 streams on 224 x 224 crops (the paper's large setting)
   bf16   bfloat16 compute (parameters and optimizer state stay float32)
 """
 
 import ml_collections
 
-# Where `python -m data_prep.synthetic` + `python -m data_prep.convert` put the demo data set.
-DEMO_DATA_DIR = 'data/synthetic'
+from configs import demo
 
 COMMON_VARIANTS = ('demo', 'tiny', 'r50', 'bf16')
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   """Returns the default config: PMSP pretraining of IMRNet-R18 on Kinetics-400."""
-  config = base_config()
-  apply_common_variants(config, parse_variants(arg, allowed=COMMON_VARIANTS))
-  return config
+  return pretext_config('pmsp', arg)
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -51,9 +51,8 @@ def base_config() -> ml_collections.ConfigDict:
 
   config.model = ml_collections.ConfigDict()
   config.model.name = 'imrnet'  # imrnet (joint, with connections) | coviar (three separate streams)
-  # 3D-ResNet depth per stream: 'tiny' | 18 | 34 | 50 | 101 | 152; int or str, hence `object`.
-  config.model.depth = ml_collections.FieldReference(18, field_type=object)
-  config.model.widths = ()  # base widths of res2..res5; () = the depth's default (64, 128, 256, 512)
+  config.model.depth = 18  # 3D-ResNet depth per stream: 10 | 18 | 34 | 50 | 101 | 152
+  config.model.widths = ()  # base widths of res2..res5; () = the standard (64, 128, 256, 512)
   config.model.streams = 'imr'  # which streams run: any non-empty subset of 'i', 'm', 'r'
   config.model.connections = 'bidirectional'  # bidirectional | unidirectional (P -> I only) | none
   config.model.connection_conv = True  # connections map the source stream through a conv
@@ -62,8 +61,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.p_temporal_strides = (1, 1, 1, 1, 1)  # M/R-stream temporal strides: stem pool, res2..res5
   config.model.dtype = 'float32'  # compute dtype: float32 | bfloat16 (parameters stay float32)
   # name='coviar' only: per-frame 2D ResNets with fused per-stream logits.
-  config.model.coviar_iframe_depth = ml_collections.FieldReference(152, field_type=object)  # I-stream
-  config.model.coviar_pframe_depth = ml_collections.FieldReference(18, field_type=object)  # M, R streams
+  config.model.coviar_iframe_depth = 152  # ResNet depth of the I-stream
+  config.model.coviar_pframe_depth = 18  # ResNet depth of the M and R streams
   config.model.coviar_stream_weights = (2.0, 1.0, 1.0)  # (i, m, r) fusion weights of the logits
   config.model.num_classes = -1  # coviar's logits; -1 = the data set's class count, set at run time
   config.model.strided_conv = 'native'  # native | subsample (stride 1 + slicing: same result, fast CPU)
@@ -142,62 +141,24 @@ def apply_common_variants(config: ml_collections.ConfigDict, variants: list[str]
     config.data.eval_crop_size = 224
   if 'bf16' in variants:
     config.model.dtype = 'bfloat16'
-  if 'demo' in variants or 'tiny' in variants:
-    config.dataset.name = 'synthetic'
-    config.dataset.data_dir = DEMO_DATA_DIR
-    config.dataset.train_split = 'train'
-    config.dataset.eval_split = 'test'
-    config.data.shuffle_buffer = 64
-    config.data.color_jitter = False
-    config.model.depth = 'tiny'
-    config.model.coviar_iframe_depth = 'tiny'
-    config.model.coviar_pframe_depth = 'tiny'
-    for head in (config.pmsp, config.ctp, config.aot, config.rotation, config.infonce):
-      head.hidden_dim = 32
-    config.infonce.dim = 16
-    config.classification.dropout_rate = 0.0
-    config.optimizer.name = 'adamw'
-    config.optimizer.learning_rate = 2e-3
-    config.optimizer.weight_decay = 1e-4
-    config.optimizer.warmup_epochs = 1.0
-    config.keep_checkpoints = 2
-    # The same function as 'native', 2-3x faster to differentiate on XLA:CPU (resnet3d.py).
-    config.model.strided_conv = 'subsample'
   if 'demo' in variants:
-    # Sized for a 2-core CPU: demo.py runs pretraining, fine-tuning and scratch in about 10 minutes.
-    config.data.num_gops = 4
-    config.data.p_per_gop = 1
-    config.data.crop_size = 32
-    config.data.crop_scales = (1.0, 0.875)
-    config.data.eval_crop_size = 32
-    config.data.eval_num_clips = 3
-    config.data.eval_num_crops = 1
-    config.pmsp.temporal_bins = (1, 4)
-    config.batch_size = 8
-    config.eval_batch_size = 32
-    config.num_epochs = 8.0
-    config.log_every_steps = 10
-    config.eval_every_steps = 10_000  # only at the end
-    config.checkpoint_every_steps = 100
+    demo.apply_demo(config)
   if 'tiny' in variants:
-    config.data.num_gops = 2
-    config.data.p_per_gop = 1
-    config.data.crop_size = 16
-    config.data.crop_scales = (1.0,)
-    config.data.eval_crop_size = 16
-    config.data.eval_num_clips = 2
-    config.data.eval_num_crops = 1
-    config.model.widths = (4, 4, 4, 4)
-    config.pmsp.grid_sizes = (2,)
-    config.pmsp.temporal_bins = (1, 2)
-    for head in (config.pmsp, config.ctp, config.aot, config.rotation, config.infonce):
-      head.hidden_dim = 8
-    config.infonce.dim = 8
-    config.batch_size = 4
-    config.eval_batch_size = 4
-    config.num_epochs = 1.0
-    config.num_train_steps = 2
-    config.num_eval_steps = 1
-    config.log_every_steps = 1
-    config.eval_every_steps = 2
-    config.checkpoint_every_steps = 1
+    demo.apply_tiny(config)
+
+
+def pretext_config(task: str, arg: str | None, task_variants: dict[str, str] | None = None
+                   ) -> ml_collections.ConfigDict:
+  """A pretraining config: the defaults with `config.task.name = task` and the shared variants.
+
+  Args:
+    task: the task trained (imr_jax.tasks.TASK_NAMES).
+    arg: the variants after the file name, e.g. 'demo' or 'binary:r50'.
+    task_variants: extra variants that name another task, e.g. {'binary': 'ctp_binary'}.
+  """
+  task_variants = task_variants or {}
+  variants = parse_variants(arg, allowed=tuple(task_variants) + COMMON_VARIANTS)
+  config = base_config()
+  config.task.name = next((task_variants[v] for v in variants if v in task_variants), task)
+  apply_common_variants(config, variants)
+  return config

@@ -1,16 +1,12 @@
-"""PMSP + CTP pretraining of IMRNet on Kinetics-400 (sum of the two losses, weights in config.task).
+"""PMSP + CTP pretraining of IMRNet on Kinetics-400: the sum of the two losses, weighted by
+config.pmsp.loss_weight and config.ctp.loss_weight.
 
   python main.py --config=configs/pmsp_ctp.py --workdir=runs/pmsp_ctp
 Variants: demo, tiny, r50, bf16 (see default.py).
 """
 
-import ml_collections
-
 from configs import default
 
 
-def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  config = default.base_config()
-  config.task.name = 'pmsp_ctp'
-  default.apply_common_variants(config, default.parse_variants(arg, allowed=default.COMMON_VARIANTS))
-  return config
+def get_config(arg: str | None = None):
+  return default.pretext_config('pmsp_ctp', arg)

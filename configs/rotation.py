@@ -4,13 +4,8 @@
 Variants: demo, tiny, r50, bf16 (see default.py).
 """
 
-import ml_collections
-
 from configs import default
 
 
-def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  config = default.base_config()
-  config.task.name = 'rotation'
-  default.apply_common_variants(config, default.parse_variants(arg, allowed=default.COMMON_VARIANTS))
-  return config
+def get_config(arg: str | None = None):
+  return default.pretext_config('rotation', arg)

@@ -12,6 +12,7 @@ one, demo and tiny use the synthetic demo set.
 import ml_collections
 
 from configs import default
+from configs import demo
 
 DATASETS = ('ucf101', 'hmdb51', 'synthetic')
 SPLITS = ('1', '2', '3')
@@ -70,7 +71,7 @@ def classification_config(arg: str | None) -> ml_collections.ConfigDict:
     # only (e.g. ucf101:1:tiny is a tiny network on split 1 of data/ucf101), never switch the data.
     config.dataset.update(named_dataset)
   if 'demo' in variants:
-    config.num_epochs = 30.0  # a small labelled set has few steps per epoch (demo.py sets its own)
+    config.num_epochs = float(demo.LABELLED_EPOCHS)  # a small labelled set: few steps per epoch
   if dataset_name == 'synthetic':
-    config.dataset.update(data_dir=default.DEMO_DATA_DIR, train_split='train', eval_split='test')
+    config.dataset.update(data_dir=demo.DATA_DIR, train_split='train', eval_split='test')
   return config

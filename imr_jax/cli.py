@@ -12,6 +12,7 @@ This module imports neither TensorFlow nor JAX, so the checks before them cost m
 import difflib
 import glob
 import os
+import pathlib
 import re
 import sys
 from typing import Callable, NoReturn, Sequence
@@ -75,8 +76,9 @@ def fail(message: str) -> NoReturn:
 
 
 def available_configs() -> list[str]:
+  """The config files: the modules of configs/ that define get_config."""
   return sorted(os.path.relpath(path) for path in glob.glob(os.path.join(CONFIG_DIR, '*.py'))
-                if not path.endswith('__init__.py'))
+                if 'def get_config(' in pathlib.Path(path).read_text())
 
 
 def _config_flag_names() -> list[str]:

@@ -186,10 +186,33 @@ def test_config_variants_are_checked():
   # A named data set survives :tiny / :demo (only the network and clips shrink); none named: synthetic.
   config = supervised.get_config('ucf101:1:tiny')
   assert (config.dataset.name, config.dataset.data_dir, config.dataset.eval_split, config.model.depth) == (
-      'ucf101', 'data/ucf101', 'test1', 'tiny')
+      'ucf101', 'data/ucf101', 'test1', 10)
   assert supervised.get_config('tiny').dataset.name == 'synthetic'
   assert supervised.get_config('synthetic:demo').dataset.data_dir == 'data/synthetic'
   assert supervised.get_config('synthetic:2').dataset.train_split == 'train'  # one split only
+
+
+def test_every_config_docstring_gives_a_run_command_that_loads():
+  import importlib  # pylint: disable=g-import-not-at-top
+  import re  # pylint: disable=g-import-not-at-top
+  from imr_jax import cli  # pylint: disable=g-import-not-at-top
+  configs = cli.available_configs()
+  assert 'configs/demo.py' not in configs and 'configs/pmsp.py' in configs  # sizes, not a config
+  for path in configs:
+    name = os.path.splitext(os.path.basename(path))[0]
+    module = importlib.import_module(f'configs.{name}')
+    commands = re.findall(rf'python main\.py --config=configs/{name}\.py(\S*) --workdir=', module.__doc__)
+    assert commands, f'{path} gives no run command in its docstring'
+    for variants in commands:
+      module.get_config(variants.lstrip(':') or None)
+
+
+def test_demo_sizes_are_the_demos():
+  from configs import demo, finetune, pmsp  # pylint: disable=g-import-not-at-top
+  assert finetune.get_config('synthetic:demo').num_epochs == demo.LABELLED_EPOCHS
+  config = pmsp.get_config('demo')
+  assert (config.model.depth, tuple(config.model.widths), config.dataset.data_dir) == (
+      10, (8, 16, 32, 64), demo.DATA_DIR)
 
 
 def test_clip_picture_command_draws_the_pmsp_grid(synthetic_data, tmp_path):

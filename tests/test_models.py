@@ -19,10 +19,10 @@ SIZE = 32
 
 def model_config(**overrides) -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict(dict(
-      name='imrnet', depth='tiny', widths=(), streams='imr', connections='bidirectional',
+      name='imrnet', depth=10, widths=(8, 16, 32, 64), streams='imr', connections='bidirectional',
       connection_conv=True, connection_attention=True, i_temporal_strides=(1, 1, 1, 1, 1),
       p_temporal_strides=(1, 1, 2, 2, 2), dtype='float32', num_classes=7,
-      coviar_iframe_depth='tiny', coviar_pframe_depth='tiny',
+      coviar_iframe_depth=10, coviar_pframe_depth=10,
       coviar_stream_weights=(2.0, 1.0, 1.0), strided_conv='native'))
   config.update(overrides)
   return config
@@ -465,8 +465,21 @@ def test_bad_config_values_name_the_key(name, key, value):
     models.build_backbone(config)
 
 
-def test_depth_accepts_strings_and_missing_keys_are_named():
-  assert models.build_backbone(model_config(depth='18')).depth == 18
+def test_depth_is_an_int_and_missing_keys_are_named():
+  assert models.build_backbone(model_config(depth=18)).depth == 18
+  def with_depth(depth):  # any type, as a config.json of a run would hold
+    config = model_config()
+    with config.unlocked():
+      del config['depth']
+      config['depth'] = depth
+    return config
+
+  for depth in ('18', 18.0, True, 11):
+    with pytest.raises(ValueError, match='config.model.depth='):
+      models.build_backbone(with_depth(depth))
+  # A run trained when depth 10 was called 'tiny' is told the new name.
+  with pytest.raises(ValueError, match=r"'tiny' is now depth 10 with config.model.widths=\(8, 16, 32, 64\)"):
+    models.build_backbone(with_depth('tiny'))
   config = model_config()
   del config['p_temporal_strides']
   with pytest.raises(ValueError, match='p_temporal_strides'):
@@ -479,4 +492,4 @@ def test_coviar_takes_the_data_sets_class_count_from_the_builder():
   assert models.build_backbone(model_config(name='coviar', num_classes=7), num_classes=5).num_classes == 7
   with pytest.raises(ValueError, match='num_classes'):
     models.build_backbone(model_config(name='coviar', num_classes=-1))
-  assert models.build_backbone(model_config(), num_classes=5).depth == 'tiny'
+  assert models.build_backbone(model_config(), num_classes=5).depth == 10

@@ -50,10 +50,13 @@ def _choice(key: str, value: Any, allowed: Sequence[Any]) -> Any:
   return value
 
 
-def _depth(key: str, value: Any) -> Any:
-  """18 or '18' (command-line overrides arrive as strings), 50, ..., or 'tiny'."""
-  if isinstance(value, str) and value.isdigit():
-    value = int(value)
+def _depth(key: str, value: Any) -> int:
+  """10, 18, 34, 50, 101 or 152."""
+  if value == 'tiny':  # the name of depth 10 before (runs trained then store it)
+    raise _invalid(key, value, f'{", ".join(map(str, _resnet3d.DEPTHS))}; \'tiny\' is now depth 10 with '
+                   'config.model.widths=(8, 16, 32, 64)')
+  if not isinstance(value, int):
+    raise _invalid(key, value, ', '.join(map(str, _resnet3d.DEPTHS)))
   return _choice(key, value, tuple(_resnet3d.DEPTHS))
 
 

@@ -38,8 +38,8 @@ class CoViAR(nn.Module):
   """
   num_classes: int
   streams: str = imrnet.STREAMS
-  iframe_depth: Any = 152
-  pframe_depth: Any = 18
+  iframe_depth: int = 152
+  pframe_depth: int = 18
   widths: tuple[int, ...] = ()
   stream_weights: tuple[float, float, float] = DEFAULT_STREAM_WEIGHTS
   dtype: Any = jnp.float32

@@ -29,16 +29,16 @@ import jax.numpy as jnp
 
 STAGE_NAMES = ('res2', 'res3', 'res4', 'res5')
 
-# depth -> (block kind, blocks per stage). 'tiny' is for tests and CPU demos.
+# depth -> (block kind, blocks per stage). 10 (one block per stage, Hara et al.'s 3D-ResNet-10) with
+# narrow widths is the network of the tests and the CPU demo.
 DEPTHS = {
-    'tiny': ('basic', (1, 1, 1, 1)),
+    10: ('basic', (1, 1, 1, 1)),
     18: ('basic', (2, 2, 2, 2)),
     34: ('basic', (3, 4, 6, 3)),
     50: ('bottleneck', (3, 4, 6, 3)),
     101: ('bottleneck', (3, 4, 23, 3)),
     152: ('bottleneck', (3, 8, 36, 3)),
 }
-DEFAULT_WIDTHS = {'tiny': (8, 16, 32, 64)}  # every other depth: STANDARD_WIDTHS
 STANDARD_WIDTHS = (64, 128, 256, 512)
 STRIDED_CONV_MODES = ('native', 'subsample')
 BOTTLENECK_EXPANSION = 4
@@ -52,12 +52,7 @@ def accumulation_dtype(dtype: Any) -> Any:
   return jnp.promote_types(dtype, jnp.float32)
 
 
-def default_widths(depth: Any) -> tuple[int, ...]:
-  """Base channel widths of res2..res5 for a depth (bottleneck outputs are 4x these)."""
-  return DEFAULT_WIDTHS.get(depth, STANDARD_WIDTHS)
-
-
-def stage_output_channels(depth: Any, widths: Sequence[int]) -> tuple[int, ...]:
+def stage_output_channels(depth: int, widths: Sequence[int]) -> tuple[int, ...]:
   """Channels at the outputs of res2..res5."""
   kind, _ = DEPTHS[depth]
   expansion = BOTTLENECK_EXPANSION if kind == 'bottleneck' else 1
@@ -201,9 +196,9 @@ class ResNet3D(nn.Module):
   """One stream: optional input batch norm, stem, res2..res5, global average pool.
 
   Attributes:
-    depth: a key of DEPTHS ('tiny', 18, 34, 50, 101, 152).
-    widths: base widths of res2..res5 (the stem has widths[0] channels); () for the depth's
-      default (`default_widths`).
+    depth: a key of DEPTHS (10, 18, 34, 50, 101, 152).
+    widths: base widths of res2..res5 (the stem has widths[0] channels; bottleneck outputs are 4x
+      these); () for the standard (64, 128, 256, 512).
     temporal_strides: temporal strides of (stem pool, res2, res3, res4, res5).
     temporal_kernel_size: 3 for a 3D network; 1 makes it a per-frame 2D network.
     normalize_input: batch-normalise the raw input first (the MV and residual streams).
@@ -215,7 +210,7 @@ class ResNet3D(nn.Module):
   Besides `__call__`, IMRNet drives the stages one at a time through `forward_stem` and
   `forward_stage`, to insert its connections between them.
   """
-  depth: Any = 18
+  depth: int = 18
   widths: tuple[int, ...] = ()
   temporal_strides: tuple[int, ...] = (1, 1, 1, 1, 1)
   temporal_kernel_size: int = 3
@@ -233,7 +228,7 @@ class ResNet3D(nn.Module):
       self.input_norm = nn.BatchNorm(momentum=0.9, epsilon=1e-5,
                                      dtype=accumulation_dtype(self.dtype), param_dtype=jnp.float32)
     kt = self.temporal_kernel_size
-    widths = tuple(self.widths) or default_widths(self.depth)
+    widths = tuple(self.widths) or STANDARD_WIDTHS
     # Without an input norm the stem's input (the I-frames) needs no gradient, and subsampling
     # would only make its forward pass 4x dearer.
     stem_mode = self.strided_conv if self.normalize_input else 'native'
