@@ -24,7 +24,7 @@ flags.DEFINE_string('workdir', None, 'Directory for checkpoints, TensorBoard log
 flags.DEFINE_bool('multihost', False, 'Join the other processes with jax.distributed.initialize().')
 flags.DEFINE_string('coordinator_address', None, 'HOST:PORT of process 0 (multi-host, unmanaged clusters).')
 flags.DEFINE_integer('num_processes', None, 'Number of processes (multi-host, unmanaged clusters).')
-flags.DEFINE_integer('process_id', None, 'This process\'s index (multi-host, unmanaged clusters).')
+flags.DEFINE_integer('process_id', None, "This process's index (multi-host, unmanaged clusters).")
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -37,13 +37,21 @@ def main(argv):
   tf.config.set_visible_devices([], 'GPU')
 
   import jax  # pylint: disable=g-import-not-at-top
+
   if FLAGS.multihost or FLAGS.coordinator_address:
-    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
-                               num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
-  logging.info('Process %d of %d; local devices %s; global device count %d.', jax.process_index(),
-               jax.process_count(), jax.local_devices(), jax.device_count())
+    jax.distributed.initialize(
+        coordinator_address=FLAGS.coordinator_address, num_processes=FLAGS.num_processes, process_id=FLAGS.process_id
+    )
+  logging.info(
+      'Process %d of %d; local devices %s; global device count %d.',
+      jax.process_index(),
+      jax.process_count(),
+      jax.local_devices(),
+      jax.device_count(),
+  )
 
   from imr_jax import checkpoints, train  # pylint: disable=g-import-not-at-top
+
   checkpoints.quiet_orbax_logging()
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)

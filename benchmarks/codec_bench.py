@@ -55,11 +55,18 @@ def extract(path: str, backend: str = 'numba') -> int:
 def cold_compile_seconds(path: str) -> float:
   """Wall seconds of the first extraction in a fresh process whose numba cache is empty."""
   with tempfile.TemporaryDirectory() as cache:
-    code = ('import time; t = time.perf_counter(); from benchmarks import codec_bench; '
-            f'codec_bench.extract({path!r}); print(time.perf_counter() - t)')
-    result = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                            check=True, env={**os.environ, 'NUMBA_CACHE_DIR': cache},
-                            cwd=pathlib.Path(__file__).resolve().parent.parent)
+    code = (
+        'import time; t = time.perf_counter(); from benchmarks import codec_bench; '
+        f'codec_bench.extract({path!r}); print(time.perf_counter() - t)'
+    )
+    result = subprocess.run(
+        [sys.executable, '-c', code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, 'NUMBA_CACHE_DIR': cache},
+        cwd=pathlib.Path(__file__).resolve().parent.parent,
+    )
   return float(result.stdout.split()[-1])
 
 
@@ -74,22 +81,24 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--repeats', type=int, default=5)
   parser.add_argument('--cpu', type=int, default=0, help='CPU to pin to (-1: do not pin)')
-  parser.add_argument('--backend', default='numba', choices=codec.GOP_BACKENDS[:2],
-                      help="the codec's per-frame implementation")
+  parser.add_argument(
+      '--backend', default='numba', choices=codec.GOP_BACKENDS[:2], help="the codec's per-frame implementation"
+  )
   args = parser.parse_args()
   run_extraction = functools.partial(extract, backend=args.backend)
   if args.cpu >= 0 and hasattr(os, 'sched_setaffinity'):
     os.sched_setaffinity(0, {args.cpu})
   with tempfile.TemporaryDirectory() as directory:
-    paths = [codec.reencode(clip, pathlib.Path(directory) / f'{clip.stem}.m4v').path
-             for clip in clip_paths()]
+    paths = [codec.reencode(clip, pathlib.Path(directory) / f'{clip.stem}.m4v').path for clip in clip_paths()]
     start = time.perf_counter()
     run_extraction(paths[0])  # warm-up: numba's compile, or its cache load
     warm_up = time.perf_counter() - start
     if args.backend == 'numba':
-      print(f'one-off (wall time, excluded below): warm-up extraction {warm_up:.2f} s (numba '
-            'cache load, or compile if no cache yet); first extraction in a fresh process with an '
-            f'empty numba cache, imports included: {cold_compile_seconds(paths[0]):.2f} s')
+      print(
+          f'one-off (wall time, excluded below): warm-up extraction {warm_up:.2f} s (numba '
+          'cache load, or compile if no cache yet); first extraction in a fresh process with an '
+          f'empty numba cache, imports included: {cold_compile_seconds(paths[0]):.2f} s'
+      )
     totals = {'decode': 0.0, 'extract': 0.0}
     total_frames = 0
     print(f'{"clip":24s} {"frames":>6s} {"decode fps":>11s} {"extract fps":>12s} {"ratio":>6s}')
@@ -102,13 +111,19 @@ def main() -> None:
       for name in totals:
         totals[name] += best[name]
       total_frames += frames
-      print(f'{pathlib.Path(path).stem:24s} {frames:6d} {frames / best["decode"]:11.0f} '
-            f'{frames / best["extract"]:12.0f} {best["extract"] / best["decode"]:6.2f}')
-    print(f'{"all (340x256)":24s} {total_frames:6d} {total_frames / totals["decode"]:11.0f} '
-          f'{total_frames / totals["extract"]:12.0f} '
-          f'{totals["extract"] / totals["decode"]:6.2f}')
-    print(f'per frame: decode {totals["decode"] / total_frames * 1e3:.3f} ms, extraction '
-          f'{totals["extract"] / total_frames * 1e3:.3f} ms (target ratio <= 2)')
+      print(
+          f'{pathlib.Path(path).stem:24s} {frames:6d} {frames / best["decode"]:11.0f} '
+          f'{frames / best["extract"]:12.0f} {best["extract"] / best["decode"]:6.2f}'
+      )
+    print(
+        f'{"all (340x256)":24s} {total_frames:6d} {total_frames / totals["decode"]:11.0f} '
+        f'{total_frames / totals["extract"]:12.0f} '
+        f'{totals["extract"] / totals["decode"]:6.2f}'
+    )
+    print(
+        f'per frame: decode {totals["decode"] / total_frames * 1e3:.3f} ms, extraction '
+        f'{totals["extract"] / total_frames * 1e3:.3f} ms (target ratio <= 2)'
+    )
 
 
 if __name__ == '__main__':

@@ -40,8 +40,10 @@ _NUM_THREADS = flags.DEFINE_integer('num_threads', 1, 'tf.data private thread po
 _EXTRAS = flags.DEFINE_list('extras', [], "Optional batch keys: 'shifted', 'view2'.")
 _SHUFFLE_BUFFER = flags.DEFINE_integer('shuffle_buffer', 16, 'Records in the shuffle buffer.')
 _GPU_CLIPS_PER_S = flags.DEFINE_float(
-    'gpu_clips_per_s', 0.0, 'Clips/s one accelerator consumes (train step rate x per-device batch); '
-    'prints the cores needed to feed it.')
+    'gpu_clips_per_s',
+    0.0,
+    'Clips/s one accelerator consumes (train step rate x per-device batch); ' 'prints the cores needed to feed it.',
+)
 
 
 def _cpu_seconds() -> float:
@@ -56,9 +58,15 @@ def main(argv: Sequence[str]) -> None:
   config.dataset.train_split = _SPLIT.value
   config.data.shuffle_buffer = _SHUFFLE_BUFFER.value
   num_threads = _NUM_THREADS.value or None
-  dataset = pipeline.train_dataset(config, host_batch_size=_BATCH_SIZE.value, seed=0,
-                                   extras=frozenset(_EXTRAS.value), process_index=0, process_count=1,
-                                   num_threads=num_threads)
+  dataset = pipeline.train_dataset(
+      config,
+      host_batch_size=_BATCH_SIZE.value,
+      seed=0,
+      extras=frozenset(_EXTRAS.value),
+      process_index=0,
+      process_count=1,
+      num_threads=num_threads,
+  )
   batches = iter(tfds.as_numpy(dataset))
   for _ in range(_WARMUP_BATCHES.value):
     next(batches)
@@ -69,9 +77,11 @@ def main(argv: Sequence[str]) -> None:
   clips = _NUM_BATCHES.value * _BATCH_SIZE.value
 
   data = config.data
-  print(f'clip: {data.num_gops} GOPs x {data.p_per_gop} P-frames/GOP, {data.crop_size} px crops; '
-        f'batch {_BATCH_SIZE.value}; extras {sorted(_EXTRAS.value) or "none"}; '
-        f'tf.data threads {num_threads or "default"}')
+  print(
+      f'clip: {data.num_gops} GOPs x {data.p_per_gop} P-frames/GOP, {data.crop_size} px crops; '
+      f'batch {_BATCH_SIZE.value}; extras {sorted(_EXTRAS.value) or "none"}; '
+      f'tf.data threads {num_threads or "default"}'
+  )
   print('batch: ' + ', '.join(f'{k} {v.dtype}{list(v.shape)}' for k, v in sorted(batch.items())))
   print(f'{clips} clips in {wall:.2f} s wall, {cpu:.2f} s CPU')
   print(f'wall-clock: {clips / wall:.1f} clips/s with {num_threads or "default"} thread(s)')

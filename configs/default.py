@@ -147,8 +147,9 @@ def apply_common_variants(config: ml_collections.ConfigDict, variants: list[str]
     demo.apply_tiny(config)
 
 
-def pretext_config(task: str, arg: str | None, task_variants: dict[str, str] | None = None
-                   ) -> ml_collections.ConfigDict:
+def pretext_config(
+    task: str, arg: str | None, task_variants: dict[str, str] | None = None
+) -> ml_collections.ConfigDict:
   """A pretraining config: the defaults with `config.task.name = task` and the shared variants.
 
   Args:

@@ -25,8 +25,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 def classification_config(arg: str | None) -> ml_collections.ConfigDict:
   """The classification config shared by supervised.py and finetune.py."""
-  variants = default.parse_variants(
-      arg, allowed=DATASETS + SPLITS + ABLATIONS + default.COMMON_VARIANTS)
+  variants = default.parse_variants(arg, allowed=DATASETS + SPLITS + ABLATIONS + default.COMMON_VARIANTS)
   dataset = [v for v in variants if v in DATASETS]
   split = [v for v in variants if v in SPLITS]
   if len(dataset) > 1 or len(split) > 1:

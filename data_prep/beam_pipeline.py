@@ -29,37 +29,52 @@ from data_prep import convert as convert_lib
 from data_prep import datasets
 
 
-def _convert_one(item: tuple[str, int, datasets.Video], settings: convert_lib.Settings
-                 ) -> tuple[str, tuple[int, convert_lib.VideoResult]]:
+def _convert_one(
+    item: tuple[str, int, datasets.Video], settings: convert_lib.Settings
+) -> tuple[str, tuple[int, convert_lib.VideoResult]]:
   shard_key, position, video = item
   # Scratch space in the worker's own temporary folder: re-encoded streams never leave the machine.
   return shard_key, (position, convert_lib.convert_video(video, settings, scratch_dir=None))
 
 
-def _write_one(item: tuple[str, Iterable[tuple[int, convert_lib.VideoResult]]], shards: dict[str, convert_lib.Shard],
-               output_dir: str) -> dict[str, Any]:
+def _write_one(
+    item: tuple[str, Iterable[tuple[int, convert_lib.VideoResult]]],
+    shards: dict[str, convert_lib.Shard],
+    output_dir: str,
+) -> dict[str, Any]:
   shard_key, results = item
   ordered = [result for _, result in sorted(results, key=lambda pair: pair[0])]
   return convert_lib.write_shard(output_dir, shards[shard_key], ordered)
 
 
-def build_pipeline(pipeline: beam.Pipeline, shards: Sequence[convert_lib.Shard], settings: convert_lib.Settings,
-                   output_dir: str) -> beam.PCollection:
+def build_pipeline(
+    pipeline: beam.Pipeline, shards: Sequence[convert_lib.Shard], settings: convert_lib.Settings, output_dir: str
+) -> beam.PCollection:
   """Adds the conversion of `shards` to `pipeline`; returns the PCollection of the written shards' records."""
   items = [(shard.key, position, video) for shard in shards for position, video in enumerate(shard.videos)]
   by_key = {shard.key: shard for shard in shards}
-  return (pipeline
-          | 'ListVideos' >> beam.Create(items)
-          # One video per element: the runner balances videos, not shards, over the workers.
-          | 'Reshuffle' >> beam.Reshuffle()
-          | 'ConvertVideo' >> beam.Map(_convert_one, settings=settings)
-          | 'GroupByShard' >> beam.GroupByKey()
-          | 'WriteShard' >> beam.Map(_write_one, shards=by_key, output_dir=output_dir))
+  return (
+      pipeline
+      | 'ListVideos' >> beam.Create(items)
+      # One video per element: the runner balances videos, not shards, over the workers.
+      | 'Reshuffle' >> beam.Reshuffle()
+      | 'ConvertVideo' >> beam.Map(_convert_one, settings=settings)
+      | 'GroupByShard' >> beam.GroupByKey()
+      | 'WriteShard' >> beam.Map(_write_one, shards=by_key, output_dir=output_dir)
+  )
 
 
-def run(listing: datasets.Listing, output_dir: str, *, settings: convert_lib.Settings = convert_lib.Settings(),
-        videos_per_shard: int = 32, strict: bool = False, beam_options: Sequence[str] = (),
-        extra_manifest: dict[str, Any] | None = None, log=print) -> dict[str, Any]:
+def run(
+    listing: datasets.Listing,
+    output_dir: str,
+    *,
+    settings: convert_lib.Settings = convert_lib.Settings(),
+    videos_per_shard: int = 32,
+    strict: bool = False,
+    beam_options: Sequence[str] = (),
+    extra_manifest: dict[str, Any] | None = None,
+    log=print,
+) -> dict[str, Any]:
   """Converts `listing` into `output_dir` with Beam; the arguments and result are those of convert.convert.
 
   With `strict`, any failed video raises VideoFailedError after the pipeline (the runner does not stop
@@ -84,17 +99,24 @@ def run(listing: datasets.Listing, output_dir: str, *, settings: convert_lib.Set
     if strict:
       failures = [f for shard in pending for f in (job.records[shard.key] or {}).get('failures', [])]
       if failures:
-        raise convert_lib.VideoFailedError(f'{failures[0]["path"]}: {failures[0]["reason"]} '
-                                           f'({len(failures)} failed videos in all)')
+        raise convert_lib.VideoFailedError(
+            f'{failures[0]["path"]}: {failures[0]["reason"]} ' f'({len(failures)} failed videos in all)'
+        )
     return job.finish(extra_manifest, log)
 
 
 def main(argv: Sequence[str]) -> int:
   try:
     listing, settings, extra = convert_lib.listing_from_flags()
-    manifest = run(listing, convert_lib.FLAGS.output_dir, settings=settings,
-                   videos_per_shard=convert_lib.FLAGS.videos_per_shard, strict=convert_lib.FLAGS.strict,
-                   beam_options=argv[1:], extra_manifest=extra)
+    manifest = run(
+        listing,
+        convert_lib.FLAGS.output_dir,
+        settings=settings,
+        videos_per_shard=convert_lib.FLAGS.videos_per_shard,
+        strict=convert_lib.FLAGS.strict,
+        beam_options=argv[1:],
+        extra_manifest=extra,
+    )
   except (convert_lib.SetupError, datasets.DatasetError) as e:
     print(f'error: {e}', file=sys.stderr)
     return convert_lib.EXIT_SETUP_ERROR
@@ -107,6 +129,7 @@ def main(argv: Sequence[str]) -> int:
 if __name__ == '__main__':
   # The importable module's main, so that runners pickle its functions by module name, not __main__.
   from data_prep import beam_pipeline as beam_module  # pylint: disable=g-import-not-at-top
+
   convert_lib.define_flags()
   flags.adopt_module_key_flags(convert_lib)  # --help lists them
   app.run(beam_module.main)

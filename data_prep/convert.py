@@ -92,6 +92,7 @@ class Settings:
     gop_size: frames per GOP of the re-encoding (CoViAR: 12).
     encoding: record encoding, 'default' or 'lossless' (imr_jax.data.schema).
   """
+
   width: int = 340
   height: int = 256
   gop_size: int = 12
@@ -119,6 +120,7 @@ class Shard:
     videos: the shard's videos, in order.
     file_name: the TFDS file name, '<dataset>-<split>.tfrecord-<index>-of-<num_shards>'.
   """
+
   split: str
   index: int
   num_shards: int
@@ -133,6 +135,7 @@ class Shard:
 @dataclasses.dataclass(frozen=True)
 class VideoResult:
   """What converting one video gave: its record, or why there is none."""
+
   video: datasets.Video
   record: bytes | None = None
   failure: str | None = None
@@ -144,7 +147,7 @@ def plan_shards(listing: datasets.Listing, videos_per_shard: int) -> list[Shard]
   for split, videos in listing.splits.items():
     num_shards = max(1, -(-len(videos) // videos_per_shard))
     for index in range(num_shards):
-      chunk = videos[index * videos_per_shard:(index + 1) * videos_per_shard]
+      chunk = videos[index * videos_per_shard : (index + 1) * videos_per_shard]
       file_name = f'{listing.name}-{split}.tfrecord-{index:05d}-of-{num_shards:05d}'
       shards.append(Shard(split, index, num_shards, tuple(chunk), file_name))
   return shards
@@ -163,8 +166,9 @@ def _declared_num_frames(path: str) -> int:
     return 0
 
 
-def convert_video(video: datasets.Video, settings: Settings,
-                  scratch_dir: str | os.PathLike | None = None) -> VideoResult:
+def convert_video(
+    video: datasets.Video, settings: Settings, scratch_dir: str | os.PathLike | None = None
+) -> VideoResult:
   """Re-encodes one video and builds its record.
 
   Args:
@@ -180,25 +184,44 @@ def convert_video(video: datasets.Video, settings: Settings,
   try:
     with tempfile.TemporaryDirectory(dir=scratch_dir, prefix='video-') as scratch:
       stream_path = os.path.join(scratch, 'video.m4v')
-      info = codec.reencode(video.path, stream_path, width=settings.width, height=settings.height,
-                            gop_size=settings.gop_size)
+      info = codec.reencode(
+          video.path, stream_path, width=settings.width, height=settings.height, gop_size=settings.gop_size
+      )
       declared = _declared_num_frames(video.path)
       if info.num_frames < TRUNCATION_FRACTION * declared:
-        return VideoResult(video, failure=f'truncated or corrupt: the container declares {declared} frames, '
-                                          f'only {info.num_frames} decode; re-download or repair the file')
+        return VideoResult(
+            video,
+            failure=f'truncated or corrupt: the container declares {declared} frames, '
+            f'only {info.num_frames} decode; re-download or repair the file',
+        )
       gops, num_frames = [], 0
       # Encoded GOP by GOP: only one GOP's int16 tensors are in memory at a time.
       for gop in codec.iter_gops(stream_path, accumulate=True):
-        gops.append(schema.encode_gop(iframe=gop.iframe, motion_vectors=gop.motion_vectors,
-                                      residuals=gop.residuals, frame_motion_vectors=gop.frame_motion_vectors,
-                                      encoding=settings.encoding))
+        gops.append(
+            schema.encode_gop(
+                iframe=gop.iframe,
+                motion_vectors=gop.motion_vectors,
+                residuals=gop.residuals,
+                frame_motion_vectors=gop.frame_motion_vectors,
+                encoding=settings.encoding,
+            )
+        )
         num_frames += 1 + gop.num_pframes
       if num_frames == len(gops):  # Also catches an empty stream.
-        return VideoResult(video, failure=f'no P-frames: the video has {num_frames} frame(s) at GOP '
-                                          f'{settings.gop_size}, and a clip needs motion; give a longer video')
-      record = schema.serialize_example(video_id=video.video_id, label=video.label, num_frames=num_frames,
-                                        height=settings.height, width=settings.width,
-                                        gop_size=settings.gop_size, gops=gops)
+        return VideoResult(
+            video,
+            failure=f'no P-frames: the video has {num_frames} frame(s) at GOP '
+            f'{settings.gop_size}, and a clip needs motion; give a longer video',
+        )
+      record = schema.serialize_example(
+          video_id=video.video_id,
+          label=video.label,
+          num_frames=num_frames,
+          height=settings.height,
+          width=settings.width,
+          gop_size=settings.gop_size,
+          gops=gops,
+      )
     return VideoResult(video, record=record)
   except codec.CodecError as e:
     return VideoResult(video, failure=str(e))
@@ -248,8 +271,7 @@ class JobState:
     if _is_remote(output_dir):
       self.scratch = pathlib.Path(tempfile.mkdtemp(prefix='imr_convert_scratch_'))
       self._lock = None
-      logging.warning('%s is on remote storage: no lock guards it; run one conversion into it at a time.',
-                      output_dir)
+      logging.warning('%s is on remote storage: no lock guards it; run one conversion into it at a time.', output_dir)
       return
     self.scratch = pathlib.Path(self.dir / 'scratch')
     self._lock = open(self.dir / 'lock', 'w')  # pylint: disable=consider-using-with
@@ -279,9 +301,11 @@ class JobState:
       existing = json.loads(path.read_text())
       if existing != plan:
         differing = sorted(k for k in set(plan) | set(existing) if plan.get(k) != existing.get(k))
-        raise SetupError(f'{str(self.output_dir)!r} holds a conversion with other inputs or settings '
-                         f'(differing: {", ".join(differing)}). Rerun with the same flags to resume it, or use '
-                         'a new --output_dir (or delete this one).')
+        raise SetupError(
+            f'{str(self.output_dir)!r} holds a conversion with other inputs or settings '
+            f'(differing: {", ".join(differing)}). Rerun with the same flags to resume it, or use '
+            'a new --output_dir (or delete this one).'
+        )
     else:
       _write_json(path, plan)
 
@@ -291,6 +315,7 @@ class JobState:
     if not (record_path.is_file() and (self.output_dir / shard.file_name).is_file()):
       return None
     return json.loads(record_path.read_text())
+
 
 def write_shard(output_dir: str | os.PathLike, shard: Shard, results: Sequence[VideoResult]) -> dict[str, Any]:
   """Writes a finished shard atomically, then its record in OUT/.prep (count, bytes, failures).
@@ -321,8 +346,11 @@ def write_shard(output_dir: str | os.PathLike, shard: Shard, results: Sequence[V
       'file_name': shard.file_name,
       'num_examples': sum(r.record is not None for r in results),
       'num_bytes': final.stat().length,
-      'failures': [{'split': shard.split, 'video_id': r.video.video_id, 'path': r.video.path,
-                    'reason': r.failure} for r in results if r.failure is not None],
+      'failures': [
+          {'split': shard.split, 'video_id': r.video.video_id, 'path': r.video.path, 'reason': r.failure}
+          for r in results
+          if r.failure is not None
+      ],
   }
   _write_json(out / STATE_DIR / f'{shard.key}.json', record)
   return record
@@ -342,8 +370,7 @@ def make_plan(listing: datasets.Listing, settings: Settings, videos_per_shard: i
       'label_names': list(listing.label_names),
       'num_videos': {split: len(videos) for split, videos in listing.splits.items()},
       'videos_sha256': digest.hexdigest(),
-      **({'split_unions': {name: list(parts) for name, parts in listing.unions.items()}}
-         if listing.unions else {}),
+      **({'split_unions': {name: list(parts) for name, parts in listing.unions.items()}} if listing.unions else {}),
   }
 
 
@@ -360,8 +387,9 @@ def _die_with_parent() -> None:
   signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def run_videos(videos: Sequence[datasets.Video], settings: Settings, scratch_dir: pathlib.Path,
-               workers: int) -> Iterator[VideoResult]:
+def run_videos(
+    videos: Sequence[datasets.Video], settings: Settings, scratch_dir: pathlib.Path, workers: int
+) -> Iterator[VideoResult]:
   """Converts `videos` on `workers` processes; yields the results in the order of `videos`."""
   convert = functools.partial(convert_video, settings=settings, scratch_dir=str(scratch_dir))
   if workers <= 1 or len(videos) <= 1:
@@ -376,26 +404,41 @@ def run_videos(videos: Sequence[datasets.Video], settings: Settings, scratch_dir
     yield from pool.imap(convert, videos, chunksize=1)
 
 
-def write_metadata(output_dir: pathlib.Path, listing: datasets.Listing, shards: Sequence[Shard],
-                   records: dict[str, dict[str, Any]]) -> None:
+def write_metadata(
+    output_dir: pathlib.Path, listing: datasets.Listing, shards: Sequence[Shard], records: dict[str, dict[str, Any]]
+) -> None:
   """Writes the TFDS metadata (dataset_info.json, features.json) so tfds.builder_from_directory loads it."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
   split_infos = []
   for split in listing.splits:
     split_shards = [s for s in shards if s.split == split]
-    split_infos.append(tfds.core.SplitInfo(
-        name=split,
-        shard_lengths=[records[s.key]['num_examples'] for s in split_shards],
-        num_bytes=sum(records[s.key]['num_bytes'] for s in split_shards)))
+    split_infos.append(
+        tfds.core.SplitInfo(
+            name=split,
+            shard_lengths=[records[s.key]['num_examples'] for s in split_shards],
+            num_bytes=sum(records[s.key]['num_bytes'] for s in split_shards),
+        )
+    )
   tfds.folder_dataset.write_metadata(
-      data_dir=str(output_dir), features=schema.tfds_features(listing.label_names), split_infos=split_infos,
-      filename_template='{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}', check_data=False,
+      data_dir=str(output_dir),
+      features=schema.tfds_features(listing.label_names),
+      split_infos=split_infos,
+      filename_template='{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}',
+      check_data=False,
       description=f'{listing.name} as compressed-domain tensors (I-frames, accumulated MVs and residuals); '
-                  'see imr_jax/data/schema.py and manifest.json.')
+      'see imr_jax/data/schema.py and manifest.json.',
+  )
 
 
-def finalize(output_dir: pathlib.Path, listing: datasets.Listing, settings: Settings, shards: Sequence[Shard],
-             records: dict[str, dict[str, Any]], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def finalize(
+    output_dir: pathlib.Path,
+    listing: datasets.Listing,
+    settings: Settings,
+    shards: Sequence[Shard],
+    records: dict[str, dict[str, Any]],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
   """Writes the TFDS metadata and manifest.json once every shard is finished; returns the manifest."""
   write_metadata(output_dir, listing, shards, records)
   failures = [dict(f, split=split) for split, missing in listing.missing.items() for f in missing]
@@ -408,14 +451,14 @@ def finalize(output_dir: pathlib.Path, listing: datasets.Listing, settings: Sett
       'height': settings.height,
       'gop_size': settings.gop_size,
       'qscale': 1,
-      'splits': {split: sum(records[s.key]['num_examples'] for s in shards if s.split == split)
-                 for split in listing.splits},
+      'splits': {
+          split: sum(records[s.key]['num_examples'] for s in shards if s.split == split) for split in listing.splits
+      },
       'num_shards': {split: sum(s.split == split for s in shards) for split in listing.splits},
       # Byte size of every shard: a training run checks them before it starts (a truncated copy).
       'shard_bytes': {shard.file_name: records[shard.key]['num_bytes'] for shard in shards},
       # Splits made of others (the official splits of UCF101 / HMDB51 over their parts), read by the pipeline.
-      **({'split_unions': {name: list(parts) for name, parts in listing.unions.items()}}
-         if listing.unions else {}),
+      **({'split_unions': {name: list(parts) for name, parts in listing.unions.items()}} if listing.unions else {}),
       'failures': failures,
       'format_version': FORMAT_VERSION,
       **(extra or {}),
@@ -434,8 +477,9 @@ def prepare_output(output_dir: str | os.PathLike) -> epath.Path:
       probe.write_text('')
       probe.unlink()
     except Exception as e:  # pylint: disable=broad-except  (each file system raises its own types)
-      raise SetupError(f'Cannot write to --output_dir {os.fspath(path)!r} ({e}); check the URI and its '
-                       'credentials.') from None
+      raise SetupError(
+          f'Cannot write to --output_dir {os.fspath(path)!r} ({e}); check the URI and its ' 'credentials.'
+      ) from None
     return path
   path = epath.Path(pathlib.Path(output_dir).resolve())
   try:
@@ -450,8 +494,9 @@ def prepare_output(output_dir: str | os.PathLike) -> epath.Path:
 class Job:
   """A conversion in progress: its output folder (locked), plan, shards and the records of finished shards."""
 
-  def __init__(self, listing: datasets.Listing, output_dir: str | os.PathLike, settings: Settings,
-               videos_per_shard: int):
+  def __init__(
+      self, listing: datasets.Listing, output_dir: str | os.PathLike, settings: Settings, videos_per_shard: int
+  ):
     settings.check()
     if videos_per_shard < 1:
       raise SetupError(f'--videos_per_shard={videos_per_shard}: must be at least 1.')
@@ -496,14 +541,24 @@ class Job:
       log(f'Splits {empty} have no videos (TFDS lists them but will not read them).')
     if manifest['failures']:
       first = manifest['failures'][0]
-      log(f'{len(manifest["failures"])} videos FAILED and are not in the shards; see "failures" in '
-          f'{self.output_dir / MANIFEST}. First: {first["path"]}: {first["reason"]}')
+      log(
+          f'{len(manifest["failures"])} videos FAILED and are not in the shards; see "failures" in '
+          f'{self.output_dir / MANIFEST}. First: {first["path"]}: {first["reason"]}'
+      )
     return manifest
 
 
-def convert(listing: datasets.Listing, output_dir: str | os.PathLike, *, settings: Settings = Settings(),
-            videos_per_shard: int = 32, workers: int = 1, strict: bool = False,
-            extra_manifest: dict[str, Any] | None = None, log=print) -> dict[str, Any]:
+def convert(
+    listing: datasets.Listing,
+    output_dir: str | os.PathLike,
+    *,
+    settings: Settings = Settings(),
+    videos_per_shard: int = 32,
+    workers: int = 1,
+    strict: bool = False,
+    extra_manifest: dict[str, Any] | None = None,
+    log=print,
+) -> dict[str, Any]:
   """Converts (or finishes converting) every split of `listing` into `output_dir`.
 
   Args:
@@ -527,13 +582,21 @@ def convert(listing: datasets.Listing, output_dir: str | os.PathLike, *, setting
     pending = job.pending
     videos = [video for shard in pending for video in shard.videos]
     skipped = len(job.shards) - len(pending)
-    log(f'{listing.name}: {sum(map(len, listing.splits.values()))} videos in {len(job.shards)} shards'
+    log(
+        f'{listing.name}: {sum(map(len, listing.splits.values()))} videos in {len(job.shards)} shards'
         + (f'; {skipped} shards already finished, {len(videos)} videos to go' if skipped else '')
-        + f'; {workers} worker{"s" if workers != 1 else ""}.')
+        + f'; {workers} worker{"s" if workers != 1 else ""}.'
+    )
     # Counts, rate and ETA; redrawn in place on a terminal, every 10 s in a log file.
     interactive = sys.stderr.isatty()
-    bar = tqdm.tqdm(total=len(videos), desc=listing.name, unit='video', file=sys.stderr,
-                    mininterval=0.2 if interactive else 10.0, ascii=not interactive)
+    bar = tqdm.tqdm(
+        total=len(videos),
+        desc=listing.name,
+        unit='video',
+        file=sys.stderr,
+        mininterval=0.2 if interactive else 10.0,
+        ascii=not interactive,
+    )
     failed = 0
     with contextlib.closing(run_videos(videos, settings, job.state.scratch, workers)) as results:
       try:
@@ -566,12 +629,19 @@ def define_flags() -> None:
   absl allows each flag to be defined once.
   """
   flags.DEFINE_enum('dataset', 'synthetic', datasets.DATASETS, 'Which dataset adapter reads --source.')
-  flags.DEFINE_string('source', None, 'Dataset root (see data_prep/datasets.py). synthetic: where to generate '
-                      'it (default OUT/_source).')
+  flags.DEFINE_string(
+      'source',
+      None,
+      'Dataset root (see data_prep/datasets.py). synthetic: where to generate ' 'it (default OUT/_source).',
+  )
   flags.DEFINE_string('output_dir', None, 'Where the shards, TFDS metadata and manifest.json go.')
-  flags.DEFINE_enum('split', 'all', ['all', '1', '2', '3'],
-                    'ucf101 / hmdb51: all official splits in one --output_dir, each video stored once (splits '
-                    'train1, test1, ..., test3), or one split N (splits train, test).')
+  flags.DEFINE_enum(
+      'split',
+      'all',
+      ['all', '1', '2', '3'],
+      'ucf101 / hmdb51: all official splits in one --output_dir, each video stored once (splits '
+      'train1, test1, ..., test3), or one split N (splits train, test).',
+  )
   flags.DEFINE_string('splits_dir', None, 'ucf101 / hmdb51: folder of the official split files.')
   flags.DEFINE_string('annotations_dir', None, 'kinetics400: folder of train.csv, validate.csv (, test.csv).')
   flags.DEFINE_integer('workers', max(1, os.cpu_count() or 1), 'Processes converting videos in parallel.')
@@ -588,9 +658,13 @@ def define_flags() -> None:
   flags.DEFINE_integer('synthetic_test_per_class', 3, 'synthetic: test videos per class.')
   flags.DEFINE_list('synthetic_classes', list(synthetic.CLASSES), 'synthetic: motion classes.')
   flags.DEFINE_integer('synthetic_seed', 0, 'synthetic: seed of the generator.')
-  flags.DEFINE_float('validation_fraction', 0.0, 'If > 0, move this share of each class of the train '
-                     "split into a 'validation' split (by a hash of the video id), to choose "
-                     'hyperparameters on without reading the test split.')
+  flags.DEFINE_float(
+      'validation_fraction',
+      0.0,
+      'If > 0, move this share of each class of the train '
+      "split into a 'validation' split (by a hash of the video id), to choose "
+      'hyperparameters on without reading the test split.',
+  )
 
 
 def listing_from_flags() -> tuple[datasets.Listing, Settings, dict[str, Any]]:
@@ -602,12 +676,18 @@ def listing_from_flags() -> tuple[datasets.Listing, Settings, dict[str, Any]]:
   if FLAGS.dataset == 'synthetic':
     try:
       config = synthetic.SyntheticConfig(
-          width=FLAGS.synthetic_width, height=FLAGS.synthetic_height, num_frames=FLAGS.synthetic_num_frames,
-          train_per_class=FLAGS.synthetic_train_per_class, test_per_class=FLAGS.synthetic_test_per_class,
-          classes=tuple(FLAGS.synthetic_classes), seed=FLAGS.synthetic_seed)
+          width=FLAGS.synthetic_width,
+          height=FLAGS.synthetic_height,
+          num_frames=FLAGS.synthetic_num_frames,
+          train_per_class=FLAGS.synthetic_train_per_class,
+          test_per_class=FLAGS.synthetic_test_per_class,
+          classes=tuple(FLAGS.synthetic_classes),
+          seed=FLAGS.synthetic_seed,
+      )
       if not FLAGS.source and '://' in FLAGS.output_dir:
-        raise SetupError('--dataset=synthetic with a remote --output_dir needs a local --source to generate '
-                         'the videos in.')
+        raise SetupError(
+            '--dataset=synthetic with a remote --output_dir needs a local --source to generate ' 'the videos in.'
+        )
       source = FLAGS.source or os.path.join(prepare_output(FLAGS.output_dir), SYNTHETIC_SOURCE)
       synthetic.generate(config, source)
     except ValueError as e:
@@ -619,8 +699,9 @@ def listing_from_flags() -> tuple[datasets.Listing, Settings, dict[str, Any]]:
       raise SetupError(f'--source is required for --dataset={FLAGS.dataset}.')
     source = FLAGS.source
   split = FLAGS.split if FLAGS.split == 'all' else int(FLAGS.split)
-  listing = datasets.load(FLAGS.dataset, source, split=split, splits_dir=FLAGS.splits_dir,
-                          annotations_dir=FLAGS.annotations_dir)
+  listing = datasets.load(
+      FLAGS.dataset, source, split=split, splits_dir=FLAGS.splits_dir, annotations_dir=FLAGS.annotations_dir
+  )
   if FLAGS.validation_fraction:
     listing = datasets.hold_out_validation(listing, FLAGS.validation_fraction)
     extra['validation_fraction'] = FLAGS.validation_fraction
@@ -637,11 +718,19 @@ def main(argv: Sequence[str]) -> int:
   if '://' in (FLAGS.source or ''):
     raise cli.UserError(
         f'--source={FLAGS.source}: the videos are decoded by FFmpeg from a local folder; copy them to '
-        'local disk (gsutil -m cp -r ...) or mount the bucket (gcsfuse). --output_dir may be gs://.')
+        'local disk (gsutil -m cp -r ...) or mount the bucket (gcsfuse). --output_dir may be gs://.'
+    )
   try:
     listing, settings, extra = listing_from_flags()
-    manifest = convert(listing, FLAGS.output_dir, settings=settings, videos_per_shard=FLAGS.videos_per_shard,
-                       workers=FLAGS.workers, strict=FLAGS.strict, extra_manifest=extra)
+    manifest = convert(
+        listing,
+        FLAGS.output_dir,
+        settings=settings,
+        videos_per_shard=FLAGS.videos_per_shard,
+        workers=FLAGS.workers,
+        strict=FLAGS.strict,
+        extra_manifest=extra,
+    )
   except (SetupError, datasets.DatasetError) as e:
     print(f'error: {e}', file=sys.stderr)
     return EXIT_SETUP_ERROR
@@ -654,6 +743,7 @@ def main(argv: Sequence[str]) -> int:
 if __name__ == '__main__':
   # Run the importable module's main, not this __main__ copy's: workers unpickle functions by module name.
   from data_prep import convert as convert_module  # pylint: disable=g-import-not-at-top
+
   convert_module.define_flags()
   flags.adopt_module_key_flags(convert_module)  # --help lists them (they are defined in that module)
   cli.run(convert_module.main)

@@ -58,6 +58,7 @@ class Video:
     path: absolute path of the file.
     label: index into the listing's label_names, or -1 when unlabelled.
   """
+
   video_id: str
   path: str
   label: int
@@ -75,6 +76,7 @@ class Listing:
     unions: split name -> the splits (of `splits`) it is made of, for splits that share videos
       ('train1', 'test1', ... of all official splits); empty otherwise.
   """
+
   name: str
   label_names: tuple[str, ...]
   splits: dict[str, tuple[Video, ...]]
@@ -108,9 +110,11 @@ def _check_present(videos: Iterable[Video], dataset: str, source: pathlib.Path) 
   absent = [v.path for v in videos if not os.path.isfile(v.path)]
   if absent:
     shown = ', '.join(repr(p) for p in absent[:3])
-    raise DatasetError(f'{len(absent)} {dataset} videos named by the split files are not under {str(source)!r} '
-                       f'(e.g. {shown}). Point --source at the folder of class folders of the complete '
-                       f'download, or check --split.')
+    raise DatasetError(
+        f'{len(absent)} {dataset} videos named by the split files are not under {str(source)!r} '
+        f'(e.g. {shown}). Point --source at the folder of class folders of the complete '
+        f'download, or check --split.'
+    )
 
 
 def _check_split_number(dataset: str, split: int) -> None:
@@ -122,8 +126,9 @@ def _all_official_splits(one_split, dataset: str) -> Listing:
   """The official splits 1, 2, 3 (`one_split(n)`, each 'train' and 'test') as parts and unions."""
   listings = [one_split(number) for number in OFFICIAL_SPLITS]
   if any(listing.label_names != listings[0].label_names for listing in listings):
-    raise DatasetError(f'The {dataset} split files name different classes in different splits; use the '
-                       'split files of one release.')
+    raise DatasetError(
+        f'The {dataset} split files name different classes in different splits; use the ' 'split files of one release.'
+    )
   roles: dict[Video, list[str]] = {}
   for number, listing in enumerate(listings):
     for role, videos in listing.splits.items():
@@ -132,25 +137,37 @@ def _all_official_splits(one_split, dataset: str) -> Listing:
   parts: dict[str, list[Video]] = {}
   for video, video_roles in roles.items():
     parts.setdefault('part_' + '_'.join(video_roles), []).append(video)
-  unions = {f'{role}{number}': tuple(sorted(part for part in parts if part.split('_')[number] == role))
-            for number in OFFICIAL_SPLITS for role in ('train', 'test')}
-  return Listing(dataset, listings[0].label_names,
-                 {part: tuple(sorted(videos)) for part, videos in sorted(parts.items())}, unions=unions)
+  unions = {
+      f'{role}{number}': tuple(sorted(part for part in parts if part.split('_')[number] == role))
+      for number in OFFICIAL_SPLITS
+      for role in ('train', 'test')
+  }
+  return Listing(
+      dataset,
+      listings[0].label_names,
+      {part: tuple(sorted(videos)) for part, videos in sorted(parts.items())},
+      unions=unions,
+  )
 
 
-def ucf101(source: str | os.PathLike, *, split: int | str = 1,
-           splits_dir: str | os.PathLike | None = None) -> Listing:
+def ucf101(source: str | os.PathLike, *, split: int | str = 1, splits_dir: str | os.PathLike | None = None) -> Listing:
   """UCF101, official split `split` (1..3: 'train' and 'test'; 'all': see the module docstring)."""
   if split == 'all':
     return _all_official_splits(lambda number: ucf101(source, split=number, splits_dir=splits_dir), 'ucf101')
   _check_split_number('ucf101', split)
   root = _require_dir(pathlib.Path(source).resolve(), 'UCF101 source', 'Point --source at the UCF-101 folder.')
   if splits_dir is not None:
-    lists = _require_dir(pathlib.Path(splits_dir).resolve(), 'UCF101 splits folder',
-                         'Point --splits_dir at the unpacked ucfTrainTestlist folder.')
+    lists = _require_dir(
+        pathlib.Path(splits_dir).resolve(),
+        'UCF101 splits folder',
+        'Point --splits_dir at the unpacked ucfTrainTestlist folder.',
+    )
   else:
-    lists = _find_dir([root / 'ucfTrainTestlist', root.parent / 'ucfTrainTestlist'],
-                      'UCF101 split files (ucfTrainTestlist)', '--splits_dir')
+    lists = _find_dir(
+        [root / 'ucfTrainTestlist', root.parent / 'ucfTrainTestlist'],
+        'UCF101 split files (ucfTrainTestlist)',
+        '--splits_dir',
+    )
   fix = 'Unpack UCF101TrainTestSplits-RecognitionTask.zip into the splits folder.'
 
   label_names = []
@@ -172,11 +189,15 @@ def ucf101(source: str | os.PathLike, *, split: int | str = 1,
       # The official lists and folders disagree on case for a few classes (HandstandPushups).
       label = by_name.get(class_name.lower())
       if label is None:
-        raise DatasetError(f'{str(list_path)!r} names {relative!r}, whose class {class_name!r} is not in '
-                           f'classInd.txt. Use the split files of the same UCF101 release.')
+        raise DatasetError(
+            f'{str(list_path)!r} names {relative!r}, whose class {class_name!r} is not in '
+            f'classInd.txt. Use the split files of the same UCF101 release.'
+        )
       if len(fields) > 1 and int(fields[1]) - 1 != label:
-        raise DatasetError(f'{str(list_path)!r}: {relative!r} has class index {fields[1]} but classInd.txt '
-                           f'gives {class_name!r} index {label + 1}.')
+        raise DatasetError(
+            f'{str(list_path)!r}: {relative!r} has class index {fields[1]} but classInd.txt '
+            f'gives {class_name!r} index {label + 1}.'
+        )
       videos.append(Video(relative, str(root / relative), label))
     _check_present(videos, 'UCF101', root)
     splits[split_name] = tuple(sorted(videos))
@@ -186,28 +207,37 @@ def ucf101(source: str | os.PathLike, *, split: int | str = 1,
 _HMDB_SPLIT_FILE = re.compile(r'^(?P<class_name>.+)_test_split(?P<split>[123])\.txt$')
 
 
-def hmdb51(source: str | os.PathLike, *, split: int | str = 1,
-           splits_dir: str | os.PathLike | None = None) -> Listing:
+def hmdb51(source: str | os.PathLike, *, split: int | str = 1, splits_dir: str | os.PathLike | None = None) -> Listing:
   """HMDB51, official split `split` (1..3: 'train' and 'test'; 'all': see the module docstring)."""
   if split == 'all':
     return _all_official_splits(lambda number: hmdb51(source, split=number, splits_dir=splits_dir), 'hmdb51')
   _check_split_number('hmdb51', split)
-  root = _require_dir(pathlib.Path(source).resolve(), 'HMDB51 source',
-                      'Point --source at the folder of unpacked class folders (hmdb51_org).')
+  root = _require_dir(
+      pathlib.Path(source).resolve(),
+      'HMDB51 source',
+      'Point --source at the folder of unpacked class folders (hmdb51_org).',
+  )
   if splits_dir is not None:
-    lists = _require_dir(pathlib.Path(splits_dir).resolve(), 'HMDB51 splits folder',
-                         'Point --splits_dir at the unpacked testTrainMulti_7030_splits folder.')
+    lists = _require_dir(
+        pathlib.Path(splits_dir).resolve(),
+        'HMDB51 splits folder',
+        'Point --splits_dir at the unpacked testTrainMulti_7030_splits folder.',
+    )
   else:
-    lists = _find_dir([root / 'testTrainMulti_7030_splits', root.parent / 'testTrainMulti_7030_splits'],
-                      'HMDB51 split files (testTrainMulti_7030_splits)', '--splits_dir')
+    lists = _find_dir(
+        [root / 'testTrainMulti_7030_splits', root.parent / 'testTrainMulti_7030_splits'],
+        'HMDB51 split files (testTrainMulti_7030_splits)',
+        '--splits_dir',
+    )
   split_files = {}
   for path in lists.iterdir():
     match = _HMDB_SPLIT_FILE.match(path.name)
     if match and int(match['split']) == split:
       split_files[match['class_name']] = path
   if not split_files:
-    raise DatasetError(f'No HMDB51 split files <class>_test_split{split}.txt in {str(lists)!r}. '
-                       'Unpack test_train_splits.rar there.')
+    raise DatasetError(
+        f'No HMDB51 split files <class>_test_split{split}.txt in {str(lists)!r}. ' 'Unpack test_train_splits.rar there.'
+    )
   label_names = tuple(sorted(split_files))
   splits = {'train': [], 'test': []}
   for label, class_name in enumerate(label_names):
@@ -224,8 +254,11 @@ def hmdb51(source: str | os.PathLike, *, split: int | str = 1,
   return Listing('hmdb51', label_names, {name: tuple(sorted(v)) for name, v in splits.items()})
 
 
-_KINETICS_CSVS = (('train', ('train.csv',)), ('validation', ('validate.csv', 'val.csv', 'validation.csv')),
-                  ('test', ('test.csv',)))
+_KINETICS_CSVS = (
+    ('train', ('train.csv',)),
+    ('validation', ('validate.csv', 'val.csv', 'validation.csv')),
+    ('test', ('test.csv',)),
+)
 
 
 def kinetics_clip_name(youtube_id: str, time_start: str, time_end: str) -> str:
@@ -238,30 +271,42 @@ def _read_kinetics_csv(path: pathlib.Path) -> list[dict[str, str]]:
     rows = list(csv.DictReader(f))
   required = {'youtube_id', 'time_start', 'time_end'}
   if rows and not required <= set(rows[0]):
-    raise DatasetError(f'{str(path)!r} lacks the columns {sorted(required - set(rows[0]))}; expected the '
-                       'official header label,youtube_id,time_start,time_end,split.')
+    raise DatasetError(
+        f'{str(path)!r} lacks the columns {sorted(required - set(rows[0]))}; expected the '
+        'official header label,youtube_id,time_start,time_end,split.'
+    )
   return rows
 
 
 def kinetics400(source: str | os.PathLike, *, annotations_dir: str | os.PathLike | None = None) -> Listing:
   """Kinetics-400: 'train', 'validation' and, when test.csv is present, 'test' (module docstring: layout)."""
-  root = _require_dir(pathlib.Path(source).resolve(), 'Kinetics-400 source',
-                      'Point --source at the folder holding the downloaded clips.')
+  root = _require_dir(
+      pathlib.Path(source).resolve(),
+      'Kinetics-400 source',
+      'Point --source at the folder holding the downloaded clips.',
+  )
   if annotations_dir is not None:
-    annotations = _require_dir(pathlib.Path(annotations_dir).resolve(), 'Kinetics-400 annotations folder',
-                               'Point --annotations_dir at the folder of train.csv and validate.csv.')
+    annotations = _require_dir(
+        pathlib.Path(annotations_dir).resolve(),
+        'Kinetics-400 annotations folder',
+        'Point --annotations_dir at the folder of train.csv and validate.csv.',
+    )
   else:
     candidates = [root / 'annotations', root]
     annotations = next((c for c in candidates if (c / 'train.csv').is_file()), None)
     if annotations is None:
-      raise DatasetError(f'Cannot find Kinetics-400 train.csv in {[str(c) for c in candidates]}. '
-                         'Pass the annotations folder with --annotations_dir.')
+      raise DatasetError(
+          f'Cannot find Kinetics-400 train.csv in {[str(c) for c in candidates]}. '
+          'Pass the annotations folder with --annotations_dir.'
+      )
   tables = {}
   for split_name, file_names in _KINETICS_CSVS:
     path = next((annotations / n for n in file_names if (annotations / n).is_file()), None)
     if path is None and split_name != 'test':
-      raise DatasetError(f'Kinetics-400 annotations {str(annotations)!r} lack {" or ".join(file_names)}. '
-                         'Download the official annotation CSVs.')
+      raise DatasetError(
+          f'Kinetics-400 annotations {str(annotations)!r} lack {" or ".join(file_names)}. '
+          'Download the official annotation CSVs.'
+      )
     if path is not None:
       tables[split_name] = (path, _read_kinetics_csv(path))
 
@@ -289,8 +334,10 @@ def kinetics400(source: str | os.PathLike, *, annotations_dir: str | os.PathLike
       elif label_name in by_name:
         label = by_name[label_name]
       else:
-        raise DatasetError(f'{str(path)!r} has label {label_name!r}, which train.csv does not have. Use the '
-                           'annotation CSVs of one Kinetics release.')
+        raise DatasetError(
+            f'{str(path)!r} has label {label_name!r}, which train.csv does not have. Use the '
+            'annotation CSVs of one Kinetics release.'
+        )
       clip = kinetics_clip_name(row['youtube_id'], row['time_start'], row['time_end'])
       if clip in files:
         videos.append(Video(clip, files[clip], label))
@@ -303,8 +350,11 @@ def kinetics400(source: str | os.PathLike, *, annotations_dir: str | os.PathLike
 
 def folder(source: str | os.PathLike, *, name: str = 'folder') -> Listing:
   """A folder SOURCE/<split>/<class>/<video>: every split found; labels are the sorted class names."""
-  root = _require_dir(pathlib.Path(source).resolve(), 'Dataset source',
-                      'Point --source at a folder laid out as SOURCE/<split>/<class>/<video>.')
+  root = _require_dir(
+      pathlib.Path(source).resolve(),
+      'Dataset source',
+      'Point --source at a folder laid out as SOURCE/<split>/<class>/<video>.',
+  )
   split_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(('.', '_')))
   if not split_dirs:
     raise DatasetError(f'{str(root)!r} has no split folders; expected SOURCE/<split>/<class>/<video>.')
@@ -313,8 +363,10 @@ def folder(source: str | os.PathLike, *, name: str = 'folder') -> Listing:
     entries = [p for p in split_dir.iterdir() if not p.name.startswith('.')]
     stray = [p for p in entries if not p.is_dir()]
     if stray:
-      raise DatasetError(f'{str(stray[0])!r} is a file directly in a split folder; expected '
-                         'SOURCE/<split>/<class>/<video>. Move it into a class folder or out of SOURCE.')
+      raise DatasetError(
+          f'{str(stray[0])!r} is a file directly in a split folder; expected '
+          'SOURCE/<split>/<class>/<video>. Move it into a class folder or out of SOURCE.'
+      )
     classes[split_dir.name] = sorted(entries)
   label_names = tuple(sorted({class_dir.name for dirs in classes.values() for class_dir in dirs}))
   by_name = {label_name: index for index, label_name in enumerate(label_names)}
@@ -346,8 +398,10 @@ def hold_out_validation(listing: Listing, fraction: float) -> Listing:
   if not 0 < fraction < 1:
     raise DatasetError(f'validation_fraction={fraction} must be in (0, 1).')
   if 'train' not in listing.splits or VALIDATION in listing.splits:
-    raise DatasetError(f'Cannot carve a validation split from {listing.name!r}: it needs a train split '
-                       f'and none called {VALIDATION!r} (it has {sorted(listing.splits)}).')
+    raise DatasetError(
+        f'Cannot carve a validation split from {listing.name!r}: it needs a train split '
+        f'and none called {VALIDATION!r} (it has {sorted(listing.splits)}).'
+    )
   rank = lambda video: hashlib.sha256(video.video_id.encode('utf-8')).hexdigest()
   held = set()
   for label in sorted({video.label for video in listing.splits['train']}):
@@ -360,8 +414,14 @@ def hold_out_validation(listing: Listing, fraction: float) -> Listing:
   return dataclasses.replace(listing, splits=splits)
 
 
-def load(name: str, source: str | os.PathLike, *, split: int | str = 1, splits_dir: str | None = None,
-         annotations_dir: str | None = None) -> Listing:
+def load(
+    name: str,
+    source: str | os.PathLike,
+    *,
+    split: int | str = 1,
+    splits_dir: str | None = None,
+    annotations_dir: str | None = None,
+) -> Listing:
   """Lists dataset `name` (one of DATASETS; 'synthetic' must already be generated into `source`)."""
   if name == 'ucf101':
     return ucf101(source, split=split, splits_dir=splits_dir)

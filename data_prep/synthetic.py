@@ -50,6 +50,7 @@ class SyntheticConfig:
     seed: everything is a deterministic function of it.
     fps: frame rate written into the files.
   """
+
   width: int = 128
   height: int = 96
   num_frames: int = 48
@@ -103,8 +104,9 @@ def _texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
   return (colours[0] * (1 - mix) + colours[1] * mix).astype(np.float32)
 
 
-def trajectory(rng: np.random.Generator, motion: str, config: SyntheticConfig,
-                radius: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def trajectory(
+    rng: np.random.Generator, motion: str, config: SyntheticConfig, radius: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Object centre x, y and scale per frame, float64 (T,) each, for one motion class."""
   w, h, t = config.width, config.height, np.arange(config.num_frames, dtype=np.float64)
   unit = h / 96  # Speeds are set for 96-pixel-high frames and scale with the frame.
@@ -178,7 +180,7 @@ def render_video(config: SyntheticConfig, motion: str, seed: int | np.random.See
   frames = np.empty((num_frames, h, w, 3), np.uint8)
   for i in range(num_frames):
     top, left = int(round(camera[i, 1])) + margin, int(round(camera[i, 0])) + margin
-    frame = background[top:top + h, left:left + w].copy()
+    frame = background[top : top + h, left : left + w].copy()
     # Object: a textured disc, sprite coordinates scaled about its centre, with a 1-pixel soft edge.
     u, v = (xx - x[i]) / scale[i], (yy - y[i]) / scale[i]
     distance = np.sqrt(u * u + v * v) * scale[i]
@@ -206,7 +208,8 @@ def write_video(frames: np.ndarray, path: str | os.PathLike, fps: int = 25) -> N
     stream.codec_context.options = dict(EXACT_ENCODER_OPTIONS)
     for frame in frames:
       yuv = av.VideoFrame.from_ndarray(frame, format='rgb24').reformat(
-          format='yuv420p', threads=1, interpolation=Interpolation.BILINEAR | EXACT_SCALING)
+          format='yuv420p', threads=1, interpolation=Interpolation.BILINEAR | EXACT_SCALING
+      )
       for packet in stream.encode(yuv):
         container.mux(packet)
     for packet in stream.encode():
@@ -231,19 +234,27 @@ def generate(config: SyntheticConfig, root: str | os.PathLike) -> pathlib.Path:
   settings = dataclasses.asdict(config)
   settings['classes'] = list(config.classes)
   settings_path = root / SETTINGS_FILE
-  paths = {(split, motion, index): root / split / motion / f'{motion}_{index:03d}.avi'
-           for split in SPLITS for motion in config.classes for index in range(config.videos_per_class(split))}
+  paths = {
+      (split, motion, index): root / split / motion / f'{motion}_{index:03d}.avi'
+      for split in SPLITS
+      for motion in config.classes
+      for index in range(config.videos_per_class(split))
+  }
   if settings_path.is_file():
     with open(settings_path) as f:
       existing = json.load(f)
     if existing != settings:
-      raise ValueError(f'{str(root)!r} holds a synthetic dataset with other settings ({existing}); use another '
-                       '--source folder or delete this one.')
+      raise ValueError(
+          f'{str(root)!r} holds a synthetic dataset with other settings ({existing}); use another '
+          '--source folder or delete this one.'
+      )
     if all(path.is_file() for path in paths.values()):
       return root
   elif root.is_dir() and any(root.iterdir()):
-    raise ValueError(f'{str(root)!r} is not empty and holds no {SETTINGS_FILE}; generate the synthetic '
-                     'dataset into a new or empty folder.')
+    raise ValueError(
+        f'{str(root)!r} is not empty and holds no {SETTINGS_FILE}; generate the synthetic '
+        'dataset into a new or empty folder.'
+    )
   root.mkdir(parents=True, exist_ok=True)
   with open(settings_path, 'w') as f:
     json.dump(settings, f, indent=2)

@@ -32,8 +32,17 @@ EXIT_OK = 0
 EXIT_PROBLEMS = 1
 EXIT_NOT_A_DATASET = 2
 
-REQUIRED_MANIFEST_KEYS = ('dataset', 'label_names', 'encoding', 'width', 'height', 'gop_size', 'splits',
-                          'num_shards', 'failures')
+REQUIRED_MANIFEST_KEYS = (
+    'dataset',
+    'label_names',
+    'encoding',
+    'width',
+    'height',
+    'gop_size',
+    'splits',
+    'num_shards',
+    'failures',
+)
 
 
 class NotADatasetError(ValueError):
@@ -81,8 +90,7 @@ def _check_structure(features: dict[str, np.ndarray], manifest: dict[str, Any]) 
   """Problems of one parsed record's sizes, counts and label (empty when it is fine)."""
   problems = []
   height, width, gop_size = manifest['height'], manifest['width'], manifest['gop_size']
-  for key, expected in ((schema.VIDEO_HEIGHT, height), (schema.VIDEO_WIDTH, width),
-                        (schema.VIDEO_GOP_SIZE, gop_size)):
+  for key, expected in ((schema.VIDEO_HEIGHT, height), (schema.VIDEO_WIDTH, width), (schema.VIDEO_GOP_SIZE, gop_size)):
     if features[key] != expected:
       problems.append(f'{key} is {features[key]}, the manifest says {expected}')
   label = int(features[schema.VIDEO_LABEL])
@@ -90,8 +98,11 @@ def _check_structure(features: dict[str, np.ndarray], manifest: dict[str, Any]) 
     problems.append(f'label {label} is outside [-1, {len(manifest["label_names"])})')
   num_pframes = features[schema.GOP_NUM_PFRAMES]
   num_gops = int(features[schema.VIDEO_NUM_GOPS])
-  counts = {schema.GOP_NUM_PFRAMES: len(num_pframes), schema.GOP_IFRAME: len(features[schema.GOP_IFRAME]),
-            schema.GOP_MOTION_ENERGY: len(features[schema.GOP_MOTION_ENERGY])}
+  counts = {
+      schema.GOP_NUM_PFRAMES: len(num_pframes),
+      schema.GOP_IFRAME: len(features[schema.GOP_IFRAME]),
+      schema.GOP_MOTION_ENERGY: len(features[schema.GOP_MOTION_ENERGY]),
+  }
   for key, count in counts.items():
     if count != num_gops:
       problems.append(f'{key} has {count} entries for {num_gops} GOPs')
@@ -101,16 +112,18 @@ def _check_structure(features: dict[str, np.ndarray], manifest: dict[str, Any]) 
     if len(features[key]) != num_pframes.sum():
       problems.append(f'{key} has {len(features[key])} entries for {num_pframes.sum()} P-frames')
   if features[schema.VIDEO_NUM_FRAMES] != num_gops + num_pframes.sum():
-    problems.append(f'num_frames {features[schema.VIDEO_NUM_FRAMES]} != GOPs + P-frames '
-                    f'{num_gops + num_pframes.sum()}')
+    problems.append(
+        f'num_frames {features[schema.VIDEO_NUM_FRAMES]} != GOPs + P-frames ' f'{num_gops + num_pframes.sum()}'
+    )
   # Every GOP but the last is full; the last holds 0..gop_size - 1 P-frames.
   if len(num_pframes) and (np.any(num_pframes[:-1] != gop_size - 1) or not 0 <= num_pframes[-1] < gop_size):
     problems.append(f'P-frames per GOP {num_pframes.tolist()} do not fit GOPs of {gop_size}')
   return problems
 
 
-def _check_tensors(features: dict[str, np.ndarray], decoded: dict[str, np.ndarray], manifest: dict[str, Any],
-                   quick: bool) -> list[str]:
+def _check_tensors(
+    features: dict[str, np.ndarray], decoded: dict[str, np.ndarray], manifest: dict[str, Any], quick: bool
+) -> list[str]:
   """Problems of one structurally sound record's decoded tensors: shapes, dtypes, value ranges."""
   height, width = manifest['height'], manifest['width']
   num_pframes = features[schema.GOP_NUM_PFRAMES]
@@ -139,6 +152,7 @@ def fingerprint(output_dir: str | os.PathLike) -> str:
   machines that converted the same videos with the same settings print the same fingerprint.
   """
   import hashlib  # pylint: disable=g-import-not-at-top
+
   digest = hashlib.sha256()
   for path in sorted(epath.Path(output_dir).glob('*.tfrecord-*')):
     digest.update(path.read_bytes())
@@ -150,8 +164,10 @@ def load_manifest(output_dir: str | os.PathLike) -> dict[str, Any]:
   try:
     manifest = json.loads(path.read_text())
   except (OSError, json.JSONDecodeError) as e:
-    raise NotADatasetError(f'{str(path)!r} is missing or unreadable ({e}); is {str(output_dir)!r} the '
-                           '--output_dir of a finished data_prep.convert run?') from None
+    raise NotADatasetError(
+        f'{str(path)!r} is missing or unreadable ({e}); is {str(output_dir)!r} the '
+        '--output_dir of a finished data_prep.convert run?'
+    ) from None
   missing = [key for key in REQUIRED_MANIFEST_KEYS if key not in manifest]
   if missing:
     raise NotADatasetError(f'{str(path)!r} lacks {missing}; rerun data_prep.convert to finish it.')
@@ -216,6 +232,7 @@ def verify(output_dir: str | os.PathLike, *, quick: bool = False, log=print) -> 
 def _check_tfds(out: epath.Path, manifest: dict[str, Any]) -> list[str]:
   """TFDS must load every split with the manifest's counts."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
   try:
     builder = tfds.builder_from_directory(str(out))
     counts = {name: info.num_examples for name, info in builder.info.splits.items()}
@@ -244,8 +261,10 @@ def main(argv: Sequence[str]) -> int:
     return EXIT_NOT_A_DATASET
   manifest = load_manifest(argv[1])
   if manifest['failures']:
-    print(f'note: {len(manifest["failures"])} source videos failed conversion and are not in the shards '
-          '(manifest.json "failures").')
+    print(
+        f'note: {len(manifest["failures"])} source videos failed conversion and are not in the shards '
+        '(manifest.json "failures").'
+    )
   if problems:
     print(f'FAILED: {len(problems)} problems in {argv[1]}:', file=sys.stderr)
     for problem in problems[:50]:

@@ -48,8 +48,9 @@ def _select_gop(path: pathlib.Path, index: int, accumulate: bool) -> codec.Gop:
   for gop in codec.iter_gops(path, accumulate=accumulate):
     if gop.index == index:
       return gop
-  raise codec.CodecError(f'{path}: has only {gop.index + 1} GOPs, no GOP {index}; pass '
-                         f'--gop between 0 and {gop.index}')
+  raise codec.CodecError(
+      f'{path}: has only {gop.index + 1} GOPs, no GOP {index}; pass ' f'--gop between 0 and {gop.index}'
+  )
 
 
 def _motion_row(motion: np.ndarray) -> tuple[list[np.ndarray], float]:
@@ -57,8 +58,14 @@ def _motion_row(motion: np.ndarray) -> tuple[list[np.ndarray], float]:
   return [visualization.flow_to_rgb(m, scale) for m in motion], scale
 
 
-def gop_picture(path: str | pathlib.Path, index: int, *, mode: str = 'both',
-                residual_gain: float = 2.0, max_width: int | None = None) -> np.ndarray:
+def gop_picture(
+    path: str | pathlib.Path,
+    index: int,
+    *,
+    mode: str = 'both',
+    residual_gain: float = 2.0,
+    max_width: int | None = None,
+) -> np.ndarray:
   """The grid picture of GOP `index` of a re-encoded stream, uint8 (H', W', 3)."""
   path = pathlib.Path(path)
   accumulated = _select_gop(path, index, accumulate=True)
@@ -95,12 +102,16 @@ def main(argv: Sequence[str]) -> None:
     with tempfile.TemporaryDirectory() as directory:
       if info.codec_name != 'mpeg4' or info.gop_size is None:
         gop = 'an unknown GOP size' if info.gop_size is None else f'GOP size {info.gop_size}'
-        print(f'{video} is {info.codec_name} with {gop}: re-encoding it to '
-              f'{FLAGS.width}x{FLAGS.height} MPEG-4 first', file=sys.stderr)
-        video = pathlib.Path(codec.reencode(video, pathlib.Path(directory) / 'stream.m4v',
-                                            width=FLAGS.width, height=FLAGS.height).path)
-      picture = gop_picture(video, FLAGS.gop, mode=FLAGS.mode, residual_gain=FLAGS.residual_gain,
-                            max_width=FLAGS.max_width)
+        print(
+            f'{video} is {info.codec_name} with {gop}: re-encoding it to ' f'{FLAGS.width}x{FLAGS.height} MPEG-4 first',
+            file=sys.stderr,
+        )
+        video = pathlib.Path(
+            codec.reencode(video, pathlib.Path(directory) / 'stream.m4v', width=FLAGS.width, height=FLAGS.height).path
+        )
+      picture = gop_picture(
+          video, FLAGS.gop, mode=FLAGS.mode, residual_gain=FLAGS.residual_gain, max_width=FLAGS.max_width
+      )
   except codec.CodecError as error:
     sys.exit(f'error: {error}')
   print(visualization.save_image(picture, FLAGS.out))

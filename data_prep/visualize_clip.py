@@ -66,8 +66,17 @@ def _cell_box(cell: int, level: pmsp.Level, size: int, zoom: int) -> tuple[int, 
   return starts[col], starts[row], starts[col + 1] - 1, starts[row + 1] - 1
 
 
-def _draw_level(draw: ImageDraw.ImageDraw, origin: tuple[int, int], level: pmsp.Level, cell: int | None,
-                size: int, zoom: int, colour, font, grid: bool) -> None:
+def _draw_level(
+    draw: ImageDraw.ImageDraw,
+    origin: tuple[int, int],
+    level: pmsp.Level,
+    cell: int | None,
+    size: int,
+    zoom: int,
+    colour,
+    font,
+    grid: bool,
+) -> None:
   x, y = origin
   if grid:
     for start in pmsp.segment_starts(size, level.grid_size)[1:-1] * zoom:
@@ -82,8 +91,7 @@ def _draw_level(draw: ImageDraw.ImageDraw, origin: tuple[int, int], level: pmsp.
     draw.text((x + x0 + 3, y + y0 + 2), str(cell + 1), fill=colour, font=font)
 
 
-def draw_clip(clip: dict[str, np.ndarray], levels: Sequence[pmsp.Level], p_per_gop: int,
-              title: str) -> Image.Image:
+def draw_clip(clip: dict[str, np.ndarray], levels: Sequence[pmsp.Level], p_per_gop: int, title: str) -> Image.Image:
   """The picture of one clip (pixel units, one example, no batch axis); see the module docstring.
 
   Args:
@@ -97,8 +105,10 @@ def draw_clip(clip: dict[str, np.ndarray], levels: Sequence[pmsp.Level], p_per_g
   zoom = max(1, 112 // size)
   tile = size * zoom
   labels = {level: pmsp.level_targets(clip['motion_energy'][None], level) for level in levels}
-  bins = {level: np.searchsorted(pmsp.segment_starts(num_gops, level.temporal_bins), np.arange(num_gops),
-                                 side='right') - 1 for level in levels}  # GOP -> temporal bin
+  bins = {
+      level: np.searchsorted(pmsp.segment_starts(num_gops, level.temporal_bins), np.arange(num_gops), side='right') - 1
+      for level in levels
+  }  # GOP -> temporal bin
 
   def answer(level, gop):
     target = labels[level]
@@ -108,22 +118,36 @@ def draw_clip(clip: dict[str, np.ndarray], levels: Sequence[pmsp.Level], p_per_g
   rows = [('I-frame', [np.clip(f, 0, 255).astype(np.uint8) for f in clip['iframes']])]
   energy_scale = float(clip['motion_energy'].max())
   for level in levels:
-    rows.append((f'PMSP ([{level.grid_size}x{level.grid_size}], {level.temporal_bins})',
-                 [_heat(e, energy_scale) for e in clip['motion_energy']]))
+    rows.append(
+        (
+            f'PMSP ([{level.grid_size}x{level.grid_size}], {level.temporal_bins})',
+            [_heat(e, energy_scale) for e in clip['motion_energy']],
+        )
+    )
   # One saturation scale for the whole clip, so that frames compare.
   mv_scale = max(float(np.hypot(*np.moveaxis(clip['motion_vectors'], -1, 0)).max()), 1.0)
   for j in range(p_per_gop):
-    rows.append((f'MV {j + 1}', [
-        visualization.flow_to_rgb(clip['motion_vectors'][g * p_per_gop + j], max_magnitude=mv_scale)
-        for g in range(num_gops)]))
+    rows.append(
+        (
+            f'MV {j + 1}',
+            [
+                visualization.flow_to_rgb(clip['motion_vectors'][g * p_per_gop + j], max_magnitude=mv_scale)
+                for g in range(num_gops)
+            ],
+        )
+    )
   for j in range(p_per_gop):
-    rows.append((f'residual {j + 1}', [
-        visualization.residual_to_rgb(clip['residuals'][g * p_per_gop + j], gain=2.0)
-        for g in range(num_gops)]))
+    rows.append(
+        (
+            f'residual {j + 1}',
+            [visualization.residual_to_rgb(clip['residuals'][g * p_per_gop + j], gain=2.0) for g in range(num_gops)],
+        )
+    )
 
   gap = 4
-  image = Image.new('RGB', (LABEL_WIDTH + num_gops * (tile + gap), HEADER_HEIGHT + len(rows) * (tile + gap)),
-                    BACKGROUND)
+  image = Image.new(
+      'RGB', (LABEL_WIDTH + num_gops * (tile + gap), HEADER_HEIGHT + len(rows) * (tile + gap)), BACKGROUND
+  )
   draw = ImageDraw.Draw(image)
   font = ImageFont.load_default(size=12)
   draw.text((4, 5), title, fill=TEXT, font=font)
@@ -140,12 +164,30 @@ def draw_clip(clip: dict[str, np.ndarray], levels: Sequence[pmsp.Level], p_per_g
       if r == 0:  # the per-GOP answers on the I-frame
         for i, level in enumerate(levels):
           if level.temporal_bins == num_gops:
-            _draw_level(draw, (x, y), level, answer(level, g), size, zoom,
-                        LEVEL_COLOURS[i % len(LEVEL_COLOURS)], font, grid=False)
+            _draw_level(
+                draw,
+                (x, y),
+                level,
+                answer(level, g),
+                size,
+                zoom,
+                LEVEL_COLOURS[i % len(LEVEL_COLOURS)],
+                font,
+                grid=False,
+            )
       elif r <= len(levels):
         i = r - 1
-        _draw_level(draw, (x, y), levels[i], answer(levels[i], g), size, zoom,
-                    LEVEL_COLOURS[i % len(LEVEL_COLOURS)], font, grid=True)
+        _draw_level(
+            draw,
+            (x, y),
+            levels[i],
+            answer(levels[i], g),
+            size,
+            zoom,
+            LEVEL_COLOURS[i % len(LEVEL_COLOURS)],
+            font,
+            grid=True,
+        )
   return image
 
 
@@ -157,8 +199,7 @@ def main(argv: Sequence[str]) -> None:
     config.dataset.train_split = _SPLIT.value or config.dataset.train_split
     config.data.shuffle_buffer = min(config.data.shuffle_buffer, 64)
   levels = pmsp.pyramid(config.pmsp.grid_sizes, config.pmsp.temporal_bins, config.data.num_gops)
-  dataset = pipeline.train_dataset(config, host_batch_size=1, seed=_SEED.value, process_index=0,
-                                   process_count=1)
+  dataset = pipeline.train_dataset(config, host_batch_size=1, seed=_SEED.value, process_index=0, process_count=1)
   for batch, _ in zip(tfds.as_numpy(dataset), range(_INDEX.value + 1)):
     pass
   clip = {
@@ -169,9 +210,11 @@ def main(argv: Sequence[str]) -> None:
   }
   label_names = pipeline.dataset_info(_DATA_DIR.value)['label_names']
   label = int(batch['label'][0])
-  title = (f'{os.path.basename(os.path.normpath(_DATA_DIR.value))}: class '
-           f'{label_names[label] if label >= 0 else "unlabelled"}, seed {_SEED.value}, clip {_INDEX.value}; '
-           'PMSP cells numbered 1.. in raster order')
+  title = (
+      f'{os.path.basename(os.path.normpath(_DATA_DIR.value))}: class '
+      f'{label_names[label] if label >= 0 else "unlabelled"}, seed {_SEED.value}, clip {_INDEX.value}; '
+      'PMSP cells numbered 1.. in raster order'
+  )
   image = draw_clip(clip, levels, config.data.p_per_gop, title)
   os.makedirs(os.path.dirname(os.path.abspath(_OUTPUT.value)), exist_ok=True)
   image.save(_OUTPUT.value)

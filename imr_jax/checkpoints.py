@@ -35,13 +35,15 @@ def make_manager(workdir: str, *, keep: int, read_only: bool = False) -> ocp.Che
   if read_only and not directory.is_dir():
     raise FileNotFoundError(
         f'No checkpoints in {workdir!r} (expected {directory}); pass the workdir of a finished or running '
-        'training run.')
+        'training run.'
+    )
   if read_only:
     options = ocp.CheckpointManagerOptions(read_only=True, create=False, save_interval_steps=0)
   else:
     # A process killed mid-save leaves a temporary folder; the next start removes it.
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=True,
-                                           cleanup_tmp_directories=True)
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, enable_async_checkpointing=True, cleanup_tmp_directories=True
+    )
   return ocp.CheckpointManager(directory, options=options, item_handlers=ocp.StandardCheckpointHandler())
 
 
@@ -88,8 +90,10 @@ class Preempted(Exception):
   """The run was told to stop (SIGTERM) and saved a checkpoint at `step`; rerunning it continues."""
 
   def __init__(self, step: int, workdir: str):
-    super().__init__(f'Preempted (SIGTERM): saved a checkpoint at step {step} in {workdir}; run the same '
-                     'command again to continue from it.')
+    super().__init__(
+        f'Preempted (SIGTERM): saved a checkpoint at step {step} in {workdir}; run the same '
+        'command again to continue from it.'
+    )
     self.step = step
 
 
@@ -130,8 +134,7 @@ class PreemptionWatch:
 
 def flatten(tree: Any) -> dict[str, Any]:
   """{'a': {'b': x}} -> {'a/b': x}."""
-  return {'/'.join(path): value
-          for path, value in flax.traverse_util.flatten_dict(flax.core.unfreeze(tree)).items()}
+  return {'/'.join(path): value for path, value in flax.traverse_util.flatten_dict(flax.core.unfreeze(tree)).items()}
 
 
 def merge_strict(target: Any, source: Any, dont_load: tuple[str, ...], what: str) -> Any:
@@ -155,22 +158,27 @@ def merge_strict(target: Any, source: Any, dont_load: tuple[str, ...], what: str
       f'{p}: checkpoint {source_flat[p].shape} {source_flat[p].dtype}, '
       f'model {target_flat[p].shape} {target_flat[p].dtype}'
       for p in target_flat
-      if p in source_flat and not skipped(p) and (
-          source_flat[p].shape != target_flat[p].shape or source_flat[p].dtype != target_flat[p].dtype))
+      if p in source_flat
+      and not skipped(p)
+      and (source_flat[p].shape != target_flat[p].shape or source_flat[p].dtype != target_flat[p].dtype)
+  )
   if missing or unexpected or mismatched:
     lines = [f'Pretrained {what} do not match the model (config.dont_load={tuple(dont_load)}):']
     lines += [f'  missing from checkpoint: {p}' for p in missing]
     lines += [f'  not in model: {p}' for p in unexpected]
     lines += [f'  shape/dtype: {m}' for m in mismatched]
-    lines.append('Use the same config.model as the pretraining run, or add a dont_load pattern for '
-                 'parameters that are meant to be re-initialised.')
+    lines.append(
+        'Use the same config.model as the pretraining run, or add a dont_load pattern for '
+        'parameters that are meant to be re-initialised.'
+    )
     raise ValueError('\n'.join(lines))
   merged = {p: (value if skipped(p) else source_flat[p]) for p, value in target_flat.items()}
   return flax.traverse_util.unflatten_dict({tuple(p.split('/')): v for p, v in merged.items()})
 
 
-def load_pretrained(init_from: str, params: Any, batch_stats: Any, dont_load: tuple[str, ...],
-                    sharding: Sharding) -> tuple[Any, Any, int]:
+def load_pretrained(
+    init_from: str, params: Any, batch_stats: Any, dont_load: tuple[str, ...], sharding: Sharding
+) -> tuple[Any, Any, int]:
   """Loads the latest checkpoint of workdir `init_from` into (params, batch_stats), strictly.
 
   Returns:
@@ -179,8 +187,7 @@ def load_pretrained(init_from: str, params: Any, batch_stats: Any, dont_load: tu
   restored, step = restore_raw(init_from, sharding)
   for key in ('params', 'batch_stats'):
     if key not in restored:
-      raise ValueError(f'Checkpoint of {init_from!r} holds no {key!r}; is it a training workdir of this '
-                       'project?')
+      raise ValueError(f'Checkpoint of {init_from!r} holds no {key!r}; is it a training workdir of this ' 'project?')
   params = merge_strict(params, restored['params'], dont_load, 'params')
   batch_stats = merge_strict(batch_stats, restored['batch_stats'] or {}, dont_load, 'batch_stats')
   return params, batch_stats, step
@@ -194,4 +201,5 @@ def checksum(tree: Any) -> float:
 def quiet_orbax_logging() -> None:
   """Drops orbax's INFO lines (a dozen per save) from the absl log; its warnings and errors stay."""
   logging.get_absl_logger().addFilter(
-      lambda record: record.levelno > python_logging.INFO or '/orbax/' not in record.pathname)
+      lambda record: record.levelno > python_logging.INFO or '/orbax/' not in record.pathname
+  )

@@ -27,8 +27,11 @@ CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 def define_seeds(default: Sequence[int], help_text: str) -> None:
   """--seeds=0,1,2: a list of integers, checked while the flags are parsed."""
   flags.DEFINE_list('seeds', [str(s) for s in default], help_text)
-  flags.register_validator('seeds', lambda values: bool(values) and all(re.fullmatch(r'\d+', v) for v in values),
-                           message='--seeds must be non-negative integers separated by commas, e.g. --seeds=0,1,2.')
+  flags.register_validator(
+      'seeds',
+      lambda values: bool(values) and all(re.fullmatch(r'\d+', v) for v in values),
+      message='--seeds must be non-negative integers separated by commas, e.g. --seeds=0,1,2.',
+  )
 
 
 class UserError(ValueError):
@@ -53,6 +56,7 @@ def import_tensorflow():
   """
   if 'tensorflow' in sys.modules or _wants_traceback(sys.argv):
     import tensorflow  # pylint: disable=g-import-not-at-top
+
     return tensorflow
   sys.stderr.flush()
   saved = os.dup(2)
@@ -77,14 +81,20 @@ def fail(message: str) -> NoReturn:
 
 def available_configs() -> list[str]:
   """The config files: the modules of configs/ that define get_config."""
-  return sorted(os.path.relpath(path) for path in glob.glob(os.path.join(CONFIG_DIR, '*.py'))
-                if 'def get_config(' in pathlib.Path(path).read_text())
+  return sorted(
+      os.path.relpath(path)
+      for path in glob.glob(os.path.join(CONFIG_DIR, '*.py'))
+      if 'def get_config(' in pathlib.Path(path).read_text()
+  )
 
 
 def _config_flag_names() -> list[str]:
   # config_flags registers a flag whose parser loads the file; its value is a ConfigDict.
-  return [name for name, flag in FLAGS._flags().items()  # pylint: disable=protected-access
-          if type(flag.parser).__name__ in ('_ConfigFileParser', 'ConfigFileFlagParser')]
+  return [
+      name
+      for name, flag in FLAGS._flags().items()  # pylint: disable=protected-access
+      if type(flag.parser).__name__ in ('_ConfigFileParser', 'ConfigFileFlagParser')
+  ]
 
 
 def _explain(error: BaseException, argv: Sequence[str]) -> str:
@@ -96,8 +106,7 @@ def _explain(error: BaseException, argv: Sequence[str]) -> str:
     used = [arg.split('=')[0] for arg in argv if re.match(rf'--\w+\.(?:\w+\.)*{re.escape(key)}(=|$)', arg)]
     suggestion = re.search(r'Did you mean "([^"]+)"', text)
     hint = f' Did you mean {suggestion.group(1)!r}?' if suggestion else ''
-    return (f'{used[0] if used else key}: the config has no key {key!r}.{hint} '
-            '(See the config file for its keys.)')
+    return f'{used[0] if used else key}: the config has no key {key!r}.{hint} ' '(See the config file for its keys.)'
   if 'Error whilst parsing config file' in text:  # the config's get_config raised: keep its own words
     last = [line for line in text.strip().splitlines() if line.strip()][-1]
     flag = text.split(':', 1)[0].replace('flag ', '')
@@ -118,8 +127,10 @@ def parse_flags(argv: Sequence[str]) -> list[str]:
           stems = {os.path.splitext(os.path.basename(c))[0]: c for c in available_configs()}
           close = difflib.get_close_matches(os.path.splitext(os.path.basename(file_name))[0], stems, n=1)
           hint = f' Did you mean {stems[close[0]]}?' if close else ''
-          fail(f'--{name}={path}: there is no file {file_name!r}.{hint} The configs are: '
-               f'{", ".join(available_configs())}.')
+          fail(
+              f'--{name}={path}: there is no file {file_name!r}.{hint} The configs are: '
+              f'{", ".join(available_configs())}.'
+          )
         value.some_key  # pylint: disable=pointless-statement  (raises the load error)
     return rest
   except SystemExit:

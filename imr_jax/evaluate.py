@@ -34,15 +34,13 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
   """The CLI's flags; defined by the entry point only, so importing this module defines none."""
-  config_flags.DEFINE_config_file('config', None, 'The config the run was trained with.',
-                                  lock_config=True)
-  flags.DEFINE_string('workdir', None, 'The training run\'s workdir (its checkpoints are read).')
+  config_flags.DEFINE_config_file('config', None, 'The config the run was trained with.', lock_config=True)
+  flags.DEFINE_string('workdir', None, "The training run's workdir (its checkpoints are read).")
   flags.DEFINE_integer('step', None, 'Checkpoint step to evaluate; default: the latest.')
   flags.mark_flags_as_required(['config', 'workdir'])
 
 
-def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
-                        step: int | None = None) -> dict[str, Any]:
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, step: int | None = None) -> dict[str, Any]:
   """Restores `workdir`'s checkpoint (latest, or `step`) strictly and evaluates it.
 
   Returns:
@@ -52,6 +50,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
   import optax
   from imr_jax import checkpoints, parallel, train
   from imr_jax.data import pipeline
+
   mesh = parallel.make_mesh()
   replicated = parallel.replicated(mesh)
   info = pipeline.dataset_info(config.dataset.data_dir)
@@ -64,9 +63,10 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
   example_inputs, _ = jax.eval_shape(task.prepare, parallel.global_batch(first, mesh), jax.random.key(0))
   state = train.initialize(model, optax.identity(), example_inputs, jax.random.key(0), replicated)
   restored, step = checkpoints.restore_raw(workdir, replicated, step)
-  variables = {'params': checkpoints.merge_strict(state.params, restored['params'], (), 'params'),
-               'batch_stats': checkpoints.merge_strict(state.batch_stats, restored['batch_stats'] or {},
-                                                       (), 'batch_stats')}
+  variables = {
+      'params': checkpoints.merge_strict(state.params, restored['params'], (), 'params'),
+      'batch_stats': checkpoints.merge_strict(state.batch_stats, restored['batch_stats'] or {}, (), 'batch_stats'),
+  }
 
   results = train.evaluate(variables, config, task, train.make_eval_step(model, task, mesh), mesh)
   results = {'step': step, 'split': config.dataset.eval_split, **results}
@@ -88,20 +88,20 @@ def split_config(config: ml_collections.ConfigDict, number: str) -> ml_collectio
   return config
 
 
-def evaluate_official_splits(config: ml_collections.ConfigDict, workdir_template: str,
-                             step: int | None = None) -> dict[str, dict[str, Any]]:
+def evaluate_official_splits(
+    config: ml_collections.ConfigDict, workdir_template: str, step: int | None = None
+) -> dict[str, dict[str, Any]]:
   """Evaluates the run of each official split (`workdir_template` with {split} = 1, 2, 3) on its test split.
 
   Returns:
     {'1': metrics, '2': metrics, '3': metrics, 'mean': the mean of each numeric metric over the splits}.
   """
-  results = {number: evaluate_checkpoint(split_config(config, number),
-                                         workdir_template.replace(SPLIT_FIELD, number), step)
-             for number in OFFICIAL_SPLITS}
-  numeric = [name for name, value in results['1'].items() if isinstance(value, (int, float))
-             and name != 'step']
-  results['mean'] = {name: sum(results[n][name] for n in OFFICIAL_SPLITS) / len(OFFICIAL_SPLITS)
-                     for name in numeric}
+  results = {
+      number: evaluate_checkpoint(split_config(config, number), workdir_template.replace(SPLIT_FIELD, number), step)
+      for number in OFFICIAL_SPLITS
+  }
+  numeric = [name for name, value in results['1'].items() if isinstance(value, (int, float)) and name != 'step']
+  results['mean'] = {name: sum(results[n][name] for n in OFFICIAL_SPLITS) / len(OFFICIAL_SPLITS) for name in numeric}
   return results
 
 

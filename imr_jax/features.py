@@ -41,6 +41,7 @@ BACKBONE = 'backbone'  # the backbone's name in MultiHeadModel's parameter tree
 
 def _backbone_inputs(batch: dict[str, Any], streams: str) -> dict[str, Any]:
   from imr_jax.models import imrnet
+
   return {imrnet.INPUT_NAMES[stream]: batch[imrnet.INPUT_NAMES[stream]] for stream in streams}
 
 
@@ -48,14 +49,16 @@ def video_ids(data_dir: str, split: str) -> list[str]:
   """The video ids of a split in the order the evaluation pipeline indexes them (shards, records)."""
   import tensorflow as tf
   from imr_jax.data import pipeline, schema
+
   files, _ = pipeline.split_files(data_dir, split)
   spec = {schema.VIDEO_ID: tf.io.FixedLenFeature([], tf.string)}
   dataset = tf.data.TFRecordDataset(files).map(lambda r: tf.io.parse_single_example(r, spec))
   return [record[schema.VIDEO_ID].decode('utf-8') for record in dataset.as_numpy_iterator()]
 
 
-def extract(config: ml_collections.ConfigDict, split: str, workdir: str | None = None, *,
-            step: int | None = None) -> dict[str, np.ndarray]:
+def extract(
+    config: ml_collections.ConfigDict, split: str, workdir: str | None = None, *, step: int | None = None
+) -> dict[str, np.ndarray]:
   """Backbone features of every video of `split`, averaged over its evaluation views.
 
   Args:
@@ -71,6 +74,7 @@ def extract(config: ml_collections.ConfigDict, split: str, workdir: str | None =
   import jax
   from imr_jax import checkpoints, parallel, train
   from imr_jax.data import pipeline
+
   mesh = parallel.make_mesh()
   replicated = parallel.replicated(mesh)
   info = pipeline.dataset_info(config.dataset.data_dir)
@@ -92,10 +96,12 @@ def extract(config: ml_collections.ConfigDict, split: str, workdir: str | None =
     for collection in ('params', 'batch_stats'):
       source = (restored.get(collection) or {}).get(BACKBONE)
       if source is None and variables[collection]:
-        raise ValueError(f'The checkpoint of {workdir!r} has no {collection}/{BACKBONE}; is it a '
-                         'training run of this project?')
-      variables[collection] = checkpoints.merge_strict(variables[collection], source or {}, (),
-                                                       f'{collection} of the backbone')
+        raise ValueError(
+            f'The checkpoint of {workdir!r} has no {collection}/{BACKBONE}; is it a ' 'training run of this project?'
+        )
+      variables[collection] = checkpoints.merge_strict(
+          variables[collection], source or {}, (), f'{collection} of the backbone'
+      )
 
   # Outputs replicated, with each view's video index, label and mask: every process sees the whole
   # global batch and computes the same per-video means (as imr_jax.train.eval_step does).
@@ -108,8 +114,7 @@ def extract(config: ml_collections.ConfigDict, split: str, workdir: str | None =
   sums, counts = None, np.zeros(num_videos, np.int64)
   labels = np.full(num_videos, -1, np.int64)
   for host_batch in _chain(first, batches):
-    values, index, label, mask = jax.device_get(features_of(variables,
-                                                            parallel.global_batch(host_batch, mesh)))
+    values, index, label, mask = jax.device_get(features_of(variables, parallel.global_batch(host_batch, mesh)))
     if sums is None:
       sums = np.zeros((num_videos, values.shape[1]), np.float64)
     real = (mask > 0) & (index >= 0)
@@ -117,11 +122,17 @@ def extract(config: ml_collections.ConfigDict, split: str, workdir: str | None =
     np.add.at(counts, index[real], 1)
     labels[index[real]] = label[real]
   if np.any(counts == 0):
-    raise ValueError(f'{int(np.sum(counts == 0))} videos of split {split!r} got no evaluation view; '
-                     'the data directory is inconsistent (python -m data_prep.verify DIR).')
-  return {'features': (sums / counts[:, None]).astype(np.float32), 'labels': labels,
-          'video_ids': np.asarray(video_ids(config.dataset.data_dir, split)),
-          'label_names': np.asarray(info['label_names']), 'step': np.asarray(checkpoint_step)}
+    raise ValueError(
+        f'{int(np.sum(counts == 0))} videos of split {split!r} got no evaluation view; '
+        'the data directory is inconsistent (python -m data_prep.verify DIR).'
+    )
+  return {
+      'features': (sums / counts[:, None]).astype(np.float32),
+      'labels': labels,
+      'video_ids': np.asarray(video_ids(config.dataset.data_dir, split)),
+      'label_names': np.asarray(info['label_names']),
+      'step': np.asarray(checkpoint_step),
+  }
 
 
 def save(path: str, features: dict[str, np.ndarray]) -> None:
@@ -149,19 +160,20 @@ def main(argv):
   preflight.check_data(flags_.config.dataset.data_dir, (flags_.split,))
   tf = cli.import_tensorflow()
   import jax
+
   tf.config.set_visible_devices([], 'GPU')
-  result = extract(flags_.config, flags_.split, None if flags_.random_init else flags_.workdir,
-                   step=flags_.step)
+  result = extract(flags_.config, flags_.split, None if flags_.random_init else flags_.workdir, step=flags_.step)
   if jax.process_index() == 0:
     save(flags_.output, result)
     logging.info('Wrote %s', flags_.output)
-    print(f'{len(result["labels"])} videos x {result["features"].shape[1]} features of split '
-          f'{flags_.split!r} -> {flags_.output}')
+    print(
+        f'{len(result["labels"])} videos x {result["features"].shape[1]} features of split '
+        f'{flags_.split!r} -> {flags_.output}'
+    )
 
 
 def define_flags() -> None:
-  config_flags.DEFINE_config_file('config', None, 'The config the run was trained with.',
-                                  lock_config=True)
+  config_flags.DEFINE_config_file('config', None, 'The config the run was trained with.', lock_config=True)
   flags.DEFINE_string('workdir', None, 'A training run (its latest checkpoint is read).')
   flags.DEFINE_bool('random_init', False, 'A randomly initialised backbone (config.seed) instead.')
   flags.DEFINE_string('split', 'train', 'The split of config.dataset.data_dir to read.')

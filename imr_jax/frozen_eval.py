@@ -33,8 +33,13 @@ PROBE_C_GRID = tuple(float(c) for c in 10.0 ** np.arange(-3, 3.5, 0.5))
 METRICS_FILE = 'frozen_metrics.json'
 
 
-def retrieval(query_features: np.ndarray, query_labels: np.ndarray, gallery_features: np.ndarray,
-              gallery_labels: np.ndarray, ks: Sequence[int] = RECALL_AT) -> dict[str, float]:
+def retrieval(
+    query_features: np.ndarray,
+    query_labels: np.ndarray,
+    gallery_features: np.ndarray,
+    gallery_labels: np.ndarray,
+    ks: Sequence[int] = RECALL_AT,
+) -> dict[str, float]:
   """R@k of every query against the gallery by cosine similarity.
 
   Args:
@@ -44,6 +49,7 @@ def retrieval(query_features: np.ndarray, query_labels: np.ndarray, gallery_feat
   Returns:
     {'R@1': ..., ...}: fractions in [0, 1]. Ties in similarity go to the gallery's order.
   """
+
   def unit(x):
     x = np.asarray(x, np.float64)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
@@ -76,12 +82,20 @@ def _standardise(fit: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
 
 def _probe(train_x, train_y, c: float):
   from sklearn.linear_model import LogisticRegression  # pylint: disable=g-import-not-at-top
+
   return LogisticRegression(C=c, max_iter=5000, tol=1e-6).fit(train_x, train_y)
 
 
-def linear_probe(train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray,
-                 test_labels: np.ndarray, *, validation_fraction: float = 0.2, seed: int = 0,
-                 c_grid: Sequence[float] = PROBE_C_GRID) -> dict[str, Any]:
+def linear_probe(
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    test_features: np.ndarray,
+    test_labels: np.ndarray,
+    *,
+    validation_fraction: float = 0.2,
+    seed: int = 0,
+    c_grid: Sequence[float] = PROBE_C_GRID,
+) -> dict[str, Any]:
   """A standardised, L2-regularised logistic-regression probe; strength chosen on validation.
 
   Returns:
@@ -93,8 +107,9 @@ def linear_probe(train_features: np.ndarray, train_labels: np.ndarray, test_feat
   test_features = np.asarray(test_features, np.float64)
   fit_index, validation_index = stratified_split(np.asarray(train_labels), validation_fraction, seed)
   if not len(validation_index):
-    raise ValueError('The training set is too small to hold out a validation split (each class needs '
-                     'at least two videos).')
+    raise ValueError(
+        'The training set is too small to hold out a validation split (each class needs ' 'at least two videos).'
+    )
   fit_x, validation_x = _standardise(train_features[fit_index], train_features[validation_index])
   scores = {}
   for c in c_grid:
@@ -104,26 +119,42 @@ def linear_probe(train_features: np.ndarray, train_labels: np.ndarray, test_feat
   best = min(c_grid, key=lambda c: (-scores[c], c))
   all_x, test_x = _standardise(train_features, test_features)
   probe = _probe(all_x, train_labels, best)
-  return {'accuracy': float(np.mean(probe.predict(test_x) == test_labels)), 'C': best,
-          'validation_accuracy': scores[best], 'validation': {str(c): a for c, a in scores.items()}}
+  return {
+      'accuracy': float(np.mean(probe.predict(test_x) == test_labels)),
+      'C': best,
+      'validation_accuracy': scores[best],
+      'validation': {str(c): a for c, a in scores.items()},
+  }
 
 
-def evaluate(train: dict[str, np.ndarray], test: dict[str, np.ndarray], *,
-             validation_fraction: float = 0.2, seed: int = 0) -> dict[str, Any]:
+def evaluate(
+    train: dict[str, np.ndarray], test: dict[str, np.ndarray], *, validation_fraction: float = 0.2, seed: int = 0
+) -> dict[str, Any]:
   """Retrieval and the linear probe of two feature dicts (as `imr_jax.features.extract` returns)."""
   if list(train['label_names']) != list(test['label_names']):
     raise ValueError('The training and test features come from data sets with different label names.')
   if train['features'].shape[1] != test['features'].shape[1]:
-    raise ValueError(f'Feature sizes differ: train {train["features"].shape[1]}, test '
-                     f'{test["features"].shape[1]}; extract both with the same config and run.')
-  results = {'retrieval': retrieval(test['features'], test['labels'], train['features'],
-                                    train['labels']),
-             'linear_probe': linear_probe(train['features'], train['labels'], test['features'],
-                                          test['labels'], validation_fraction=validation_fraction,
-                                          seed=seed)}
-  results.update(num_train=int(len(train['labels'])), num_test=int(len(test['labels'])),
-                 num_classes=int(len(train['label_names'])),
-                 chance=float(np.max(np.bincount(test['labels'])) / len(test['labels'])))
+    raise ValueError(
+        f'Feature sizes differ: train {train["features"].shape[1]}, test '
+        f'{test["features"].shape[1]}; extract both with the same config and run.'
+    )
+  results = {
+      'retrieval': retrieval(test['features'], test['labels'], train['features'], train['labels']),
+      'linear_probe': linear_probe(
+          train['features'],
+          train['labels'],
+          test['features'],
+          test['labels'],
+          validation_fraction=validation_fraction,
+          seed=seed,
+      ),
+  }
+  results.update(
+      num_train=int(len(train['labels'])),
+      num_test=int(len(test['labels'])),
+      num_classes=int(len(train['label_names'])),
+      chance=float(np.max(np.bincount(test['labels'])) / len(test['labels'])),
+  )
   return results
 
 
@@ -142,26 +173,31 @@ def main(argv):
   if len(argv) > 1:
     raise cli.UserError(f'Unexpected arguments {argv[1:]}; options are --flags (see --help).')
   flags_ = flags.FLAGS
-  results = evaluate(load(flags_.train), load(flags_.test),
-                     validation_fraction=flags_.validation_fraction, seed=flags_.seed)
+  results = evaluate(
+      load(flags_.train), load(flags_.test), validation_fraction=flags_.validation_fraction, seed=flags_.seed
+  )
   output_dir = epath.Path(flags_.output_dir)
   output_dir.mkdir(parents=True, exist_ok=True)
   path = output_dir / METRICS_FILE
   path.write_text(json.dumps(results, indent=2, sort_keys=True))
   retrieval_line = ', '.join(f'{k} {v:.3f}' for k, v in results['retrieval'].items())
-  print(f'Retrieval ({results["num_test"]} test queries, {results["num_train"]} training videos): '
-        f'{retrieval_line}')
+  print(f'Retrieval ({results["num_test"]} test queries, {results["num_train"]} training videos): ' f'{retrieval_line}')
   probe = results['linear_probe']
-  print(f'Linear probe: test accuracy {probe["accuracy"]:.3f} (C = {probe["C"]:g} chosen on validation, '
-        f'{probe["validation_accuracy"]:.3f} there; chance {results["chance"]:.3f}) -> {path}')
+  print(
+      f'Linear probe: test accuracy {probe["accuracy"]:.3f} (C = {probe["C"]:g} chosen on validation, '
+      f'{probe["validation_accuracy"]:.3f} there; chance {results["chance"]:.3f}) -> {path}'
+  )
 
 
 def define_flags() -> None:
   flags.DEFINE_string('train', None, 'Features of the training videos (imr_jax.features --split=train).')
   flags.DEFINE_string('test', None, 'Features of the test videos (imr_jax.features --split=test).')
   flags.DEFINE_string('output_dir', None, f'Where {METRICS_FILE} goes.')
-  flags.DEFINE_float('validation_fraction', 0.2, 'Share of each class of the training videos held out '
-                     'to choose the probe\'s L2 strength.')
+  flags.DEFINE_float(
+      'validation_fraction',
+      0.2,
+      'Share of each class of the training videos held out ' "to choose the probe's L2 strength.",
+  )
   flags.DEFINE_integer('seed', 0, 'Seed of the validation split.')
   flags.mark_flags_as_required(['train', 'test', 'output_dir'])
 

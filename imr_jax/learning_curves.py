@@ -41,15 +41,33 @@ DEFAULT_METRICS = r'(^|/)(loss|accuracy|clip_accuracy|video_accuracy)$'
 PANEL_SIZE_IN = (4.4, 3.0)  # inches; 100 dpi
 MAX_COLUMNS = 3
 # Tableau 10 (matplotlib's default cycle): distinct for the common forms of colour blindness.
-RUN_COLORS = ('#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f',
-              '#bcbd22', '#17becf')
+RUN_COLORS = (
+    '#1f77b4',
+    '#ff7f0e',
+    '#2ca02c',
+    '#d62728',
+    '#9467bd',
+    '#8c564b',
+    '#e377c2',
+    '#7f7f7f',
+    '#bcbd22',
+    '#17becf',
+)
 # split -> (line style, marker): evaluations are sparse and each one counts, so they get markers.
-SPLIT_STYLES = {'': ('-', None), 'train': ('-', None), 'eval': ('--', 'o'), 'valid': ('--', 'o'),
-                'validation': ('--', 'o'), 'val': ('--', 'o'), 'test': (':', 's')}
+SPLIT_STYLES = {
+    '': ('-', None),
+    'train': ('-', None),
+    'eval': ('--', 'o'),
+    'valid': ('--', 'o'),
+    'validation': ('--', 'o'),
+    'val': ('--', 'o'),
+    'test': (':', 's'),
+}
 
 
 class Curve(NamedTuple):
   """One scalar's history: int64 (N,) strictly increasing steps and their float64 (N,) values."""
+
   steps: np.ndarray
   values: np.ndarray
 
@@ -66,16 +84,18 @@ def find_event_files(workdir: str | os.PathLike[str]) -> list[epath.Path]:
   """
   root = epath.Path(workdir)
   if not root.exists():
-    raise NoCurvesError(f'Workdir {str(workdir)!r} does not exist; pass the --workdir a training run '
-                        'wrote (main.py --workdir=...).')
+    raise NoCurvesError(
+        f'Workdir {str(workdir)!r} does not exist; pass the --workdir a training run ' 'wrote (main.py --workdir=...).'
+    )
   if not root.is_dir():
-    raise NoCurvesError(f'Workdir {str(workdir)!r} is a file, not a directory; pass the run\'s --workdir.')
-  files = sorted(folder / name for folder, _, names in root.walk() for name in names
-                 if EVENT_FILE_MARKER in name)
+    raise NoCurvesError(f"Workdir {str(workdir)!r} is a file, not a directory; pass the run's --workdir.")
+  files = sorted(folder / name for folder, _, names in root.walk() for name in names if EVENT_FILE_MARKER in name)
   if not files:
-    raise NoCurvesError(f'Workdir {str(workdir)!r} holds no TensorBoard event files '
-                        f'(events.out.{EVENT_FILE_MARKER}.*); has its run logged a step yet? The trainer '
-                        'writes them every config.log_every_steps.')
+    raise NoCurvesError(
+        f'Workdir {str(workdir)!r} holds no TensorBoard event files '
+        f'(events.out.{EVENT_FILE_MARKER}.*); has its run logged a step yet? The trainer '
+        'writes them every config.log_every_steps.'
+    )
   return files
 
 
@@ -114,8 +134,9 @@ def read_scalars(workdir: str | os.PathLike[str]) -> dict[str, Curve]:
           number = float(tensor_util.make_ndarray(value.tensor).item())
           writes[prefix + value.tag].append((event.wall_time, event.step, number))
   if not writes:
-    raise NoCurvesError(f'The event files under workdir {str(workdir)!r} hold no scalar summaries; '
-                        'has its run logged a step yet?')
+    raise NoCurvesError(
+        f'The event files under workdir {str(workdir)!r} hold no scalar summaries; ' 'has its run logged a step yet?'
+    )
 
   curves = {}
   for tag, tag_writes in writes.items():
@@ -160,9 +181,12 @@ def task_of(workdir: str | os.PathLike[str]) -> str:
     return ''
 
 
-def plot_curves(curves_by_run: Mapping[str, Mapping[str, Curve]], out_path: str | os.PathLike[str],
-                metrics: str | None = None,
-                tasks: Mapping[str, str] | None = None) -> list[dict[str, object]]:
+def plot_curves(
+    curves_by_run: Mapping[str, Mapping[str, Curve]],
+    out_path: str | os.PathLike[str],
+    metrics: str | None = None,
+    tasks: Mapping[str, str] | None = None,
+) -> list[dict[str, object]]:
   """Draws one panel per metric (and task), one line per run and split, into a PNG.
 
   Args:
@@ -179,6 +203,7 @@ def plot_curves(curves_by_run: Mapping[str, Mapping[str, Curve]], out_path: str 
     NoCurvesError: no tag matches `metrics`.
   """
   import matplotlib  # pylint: disable=g-import-not-at-top
+
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
@@ -199,8 +224,9 @@ def plot_curves(curves_by_run: Mapping[str, Mapping[str, Curve]], out_path: str 
 
   columns = min(len(panels), MAX_COLUMNS)
   rows = -(-len(panels) // columns)
-  figure, axes = plt.subplots(rows, columns, squeeze=False, dpi=100,
-                              figsize=(PANEL_SIZE_IN[0] * columns, PANEL_SIZE_IN[1] * rows + 0.5))
+  figure, axes = plt.subplots(
+      rows, columns, squeeze=False, dpi=100, figsize=(PANEL_SIZE_IN[0] * columns, PANEL_SIZE_IN[1] * rows + 0.5)
+  )
   drawn = []
   for axis, title in zip(axes.flat, sorted(panels)):
     lines = []
@@ -209,26 +235,43 @@ def plot_curves(curves_by_run: Mapping[str, Mapping[str, Curve]], out_path: str 
       color = RUN_COLORS[run_index % len(RUN_COLORS)]
       # NaN / Inf points (a diverged step) leave a gap instead of stretching the axis.
       values = np.where(np.isfinite(curve.values), curve.values, np.nan)
-      axis.plot(curve.steps, values, linestyle=style, marker=marker, markersize=3, color=color,
-                linewidth=1.5, label=f'{run} {split}'.strip())
+      axis.plot(
+          curve.steps,
+          values,
+          linestyle=style,
+          marker=marker,
+          markersize=3,
+          color=color,
+          linewidth=1.5,
+          label=f'{run} {split}'.strip(),
+      )
       lines.append((run, split, color, style))
     axis.set_title(title, fontsize=10)
     axis.set_xlabel('step', fontsize=8)
     axis.tick_params(labelsize=8)
     axis.grid(True, color='#e4e4e4')
     drawn.append({'title': title, 'lines': lines})
-  for axis in list(axes.flat)[len(panels):]:
+  for axis in list(axes.flat)[len(panels) :]:
     axis.set_visible(False)
   # One legend for the figure: a colour per run, a style per split drawn.
   from matplotlib.lines import Line2D  # pylint: disable=g-import-not-at-top
-  handles = [Line2D([], [], color=RUN_COLORS[i % len(RUN_COLORS)], label=run)
-             for i, run in enumerate(curves_by_run)]
+
+  handles = [Line2D([], [], color=RUN_COLORS[i % len(RUN_COLORS)], label=run) for i, run in enumerate(curves_by_run)]
   splits = sorted({line[1] for panel in drawn for line in panel['lines']} - {''}, key=_split_order)
   if len({SPLIT_STYLES.get(split, ('-', None)) for split in splits}) > 1:
-    handles += [Line2D([], [], color='#6e6e6e', linestyle=SPLIT_STYLES[split][0],
-                       marker=SPLIT_STYLES[split][1], markersize=3, label=split) for split in splits]
-  figure.legend(handles=handles, loc='upper center', ncols=min(len(handles), 6), fontsize=8,
-                frameon=False)
+    handles += [
+        Line2D(
+            [],
+            [],
+            color='#6e6e6e',
+            linestyle=SPLIT_STYLES[split][0],
+            marker=SPLIT_STYLES[split][1],
+            markersize=3,
+            label=split,
+        )
+        for split in splits
+    ]
+  figure.legend(handles=handles, loc='upper center', ncols=min(len(handles), 6), fontsize=8, frameon=False)
   figure.tight_layout(rect=(0, 0, 1, 1 - 0.45 / figure.get_figheight()))
   with epath.Path(out_path).open('wb') as f:  # any file system
     figure.savefig(f, format='png')
@@ -243,16 +286,21 @@ def _split_order(split: str) -> tuple[int, str]:
 def define_flags() -> None:
   """Defines the CLI flags; called by the entry point only, so importing this module defines none."""
   flags.DEFINE_string('out', 'curves.png', 'PNG file to write.')
-  flags.DEFINE_string('metrics', DEFAULT_METRICS, 'Regular expression; draw only tags (split/metric) it '
-                      "matches, for example 'loss' or '^eval/' ('.' draws everything); default: the loss "
-                      'and accuracy panels.')
+  flags.DEFINE_string(
+      'metrics',
+      DEFAULT_METRICS,
+      'Regular expression; draw only tags (split/metric) it '
+      "matches, for example 'loss' or '^eval/' ('.' draws everything); default: the loss "
+      'and accuracy panels.',
+  )
 
 
 def main(argv: Sequence[str]) -> None:
   workdirs = argv[1:]
   if not workdirs:
-    raise cli.UserError('Pass one or more workdirs: python -m imr_jax.learning_curves WORKDIR [WORKDIR ...] '
-                         '--out=curves.png')
+    raise cli.UserError(
+        'Pass one or more workdirs: python -m imr_jax.learning_curves WORKDIR [WORKDIR ...] ' '--out=curves.png'
+    )
   names = run_names(workdirs)
   if len(set(names)) < len(names):
     raise cli.UserError(f'A workdir is given twice in {workdirs}; pass each run once.')
@@ -264,12 +312,18 @@ def main(argv: Sequence[str]) -> None:
   cli.import_tensorflow()  # TensorBoard's event reader loads it: without its start-up lines
   try:
     curves_by_run = {name: read_scalars(workdir) for name, workdir in zip(names, workdirs)}
-    panels = plot_curves(curves_by_run, FLAGS.out, FLAGS.metrics,
-                         tasks={name: task_of(workdir) for name, workdir in zip(names, workdirs)})
+    panels = plot_curves(
+        curves_by_run,
+        FLAGS.out,
+        FLAGS.metrics,
+        tasks={name: task_of(workdir) for name, workdir in zip(names, workdirs)},
+    )
   except NoCurvesError as error:
     raise SystemExit(f'error: {error}') from None
-  print(f'Wrote {FLAGS.out} ({len(panels)} panels: {", ".join(panel["title"] for panel in panels)}): '
-        f'{", ".join(curves_by_run)}.')
+  print(
+      f'Wrote {FLAGS.out} ({len(panels)} panels: {", ".join(panel["title"] for panel in panels)}): '
+      f'{", ".join(curves_by_run)}.'
+  )
 
 
 if __name__ == '__main__':

@@ -30,8 +30,9 @@ def collection_class(names: tuple[str, ...]) -> type[clu_metrics.Collection]:
   return cls
 
 
-def make_collection(per_example: dict[str, jax.Array], mask: jax.Array,
-                    scalars: dict[str, jax.Array] | None = None) -> clu_metrics.Collection:
+def make_collection(
+    per_example: dict[str, jax.Array], mask: jax.Array, scalars: dict[str, jax.Array] | None = None
+) -> clu_metrics.Collection:
   """Averages per-example metrics over the real examples (jit-able).
 
   Args:
@@ -47,8 +48,9 @@ def make_collection(per_example: dict[str, jax.Array], mask: jax.Array,
   if overlap:
     raise ValueError(f'Metric names {sorted(overlap)} are both per-example and scalar.')
   values = {name: jnp.asarray(value, jnp.float32) for name, value in per_example.items()}
-  values.update({name: jnp.broadcast_to(jnp.asarray(value, jnp.float32), mask.shape)
-                 for name, value in scalars.items()})
+  values.update(
+      {name: jnp.broadcast_to(jnp.asarray(value, jnp.float32), mask.shape) for name, value in scalars.items()}
+  )
   return collection_class(tuple(sorted(values))).single_from_model_output(mask=mask, **values)
 
 
@@ -58,8 +60,9 @@ def compute(collection: clu_metrics.Collection, prefix: str = '') -> dict[str, f
   return {prefix + names[field]: float(np.asarray(value)) for field, value in collection.compute().items()}
 
 
-def video_accuracy(scores: np.ndarray, video_index: np.ndarray, labels: np.ndarray,
-                   mask: np.ndarray) -> tuple[float, int]:
+def video_accuracy(
+    scores: np.ndarray, video_index: np.ndarray, labels: np.ndarray, mask: np.ndarray
+) -> tuple[float, int]:
   """Video-level accuracy: each video's class scores averaged over all its views, then argmax.
 
   Args:

@@ -44,7 +44,8 @@ def host_batch_size(global_batch_size: int, mesh: Mesh, name: str = 'batch_size'
   if global_batch_size % num_devices:
     raise ValueError(
         f'config.{name}={global_batch_size} does not split evenly over {num_devices} devices; '
-        f'set it to a multiple of {num_devices}.')
+        f'set it to a multiple of {num_devices}.'
+    )
   return global_batch_size // jax.process_count()
 
 
@@ -58,5 +59,4 @@ def global_batch(host_batch: dict[str, Any], mesh: Mesh) -> dict[str, jax.Array]
     The same tree of jax.Arrays with leading dimension = global batch size, split over the mesh.
   """
   sharding = data_sharding(mesh)
-  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)),
-                      host_batch)
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), host_batch)

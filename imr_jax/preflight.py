@@ -14,8 +14,17 @@ from imr_jax.cli import UserError
 CHECKPOINT_SUBDIR = 'checkpoints'  # WORKDIR/checkpoints/<step>/ (imr_jax.checkpoints)
 CONFIG_FILE = 'config.json'  # WORKDIR/config.json, the resolved config (imr_jax.train)
 # Config keys that decide the network's parameters: a pretrained run must agree on all of them.
-ARCHITECTURE_KEYS = ('name', 'depth', 'widths', 'streams', 'connections', 'connection_conv',
-                     'connection_attention', 'coviar_iframe_depth', 'coviar_pframe_depth')
+ARCHITECTURE_KEYS = (
+    'name',
+    'depth',
+    'widths',
+    'streams',
+    'connections',
+    'connection_conv',
+    'connection_attention',
+    'coviar_iframe_depth',
+    'coviar_pframe_depth',
+)
 
 
 def is_remote(path: str) -> bool:
@@ -51,12 +60,16 @@ def check_data(data_dir: str, splits: tuple[str, ...], key: str = 'config.datase
   if is_remote(data_dir):
     return {}
   if not os.path.isdir(data_dir):
-    raise UserError(f'{key}={data_dir} does not exist; convert a data set there with '
-                    '`python -m data_prep.convert` or point at one.')
+    raise UserError(
+        f'{key}={data_dir} does not exist; convert a data set there with '
+        '`python -m data_prep.convert` or point at one.'
+    )
   manifest_path = os.path.join(data_dir, 'manifest.json')
   if not os.path.exists(manifest_path):
-    raise UserError(f'{key}={data_dir} has no manifest.json, so it is not an output of '
-                    '`python -m data_prep.convert`; point at one, or convert your videos there first.')
+    raise UserError(
+        f'{key}={data_dir} has no manifest.json, so it is not an output of '
+        '`python -m data_prep.convert`; point at one, or convert your videos there first.'
+    )
   try:
     with open(manifest_path) as f:
       manifest = json.load(f)
@@ -66,8 +79,10 @@ def check_data(data_dir: str, splits: tuple[str, ...], key: str = 'config.datase
   for named in splits:
     if named not in manifest.get('splits', {}) and named not in unions:
       have = sorted(manifest.get('splits', {})) + sorted(unions)
-      raise UserError(f'{key}={data_dir} has no split {named!r} (it has {have}); '
-                      'set config.dataset.train_split / eval_split to one of them.')
+      raise UserError(
+          f'{key}={data_dir} has no split {named!r} (it has {have}); '
+          'set config.dataset.train_split / eval_split to one of them.'
+      )
     _check_shards(data_dir, manifest, unions.get(named, [named]), key)
   return manifest
 
@@ -76,19 +91,26 @@ def _check_shards(data_dir: str, manifest: dict, splits: list[str], key: str) ->
   for split in splits:
     num_shards = manifest.get('num_shards', {}).get(split, 0)
     names = [f'{manifest["dataset"]}-{split}.tfrecord-{i:05d}-of-{num_shards:05d}' for i in range(num_shards)]
-    bad = [name for name in names if not os.path.exists(os.path.join(data_dir, name))
-           or os.path.getsize(os.path.join(data_dir, name)) == 0]
+    bad = [
+        name
+        for name in names
+        if not os.path.exists(os.path.join(data_dir, name)) or os.path.getsize(os.path.join(data_dir, name)) == 0
+    ]
     if not names or bad:
       what = f'shard {bad[0]} is missing or empty' if bad else 'the manifest lists no shards'
-      raise UserError(f'{key}={data_dir}: {what} (split {split!r}, {len(bad)} of {num_shards} shards bad). '
-                      f'Check with `python -m data_prep.verify {data_dir}`, then reconvert.')
+      raise UserError(
+          f'{key}={data_dir}: {what} (split {split!r}, {len(bad)} of {num_shards} shards bad). '
+          f'Check with `python -m data_prep.verify {data_dir}`, then reconvert.'
+      )
     expected_bytes = manifest.get('shard_bytes', {})  # written by data_prep.convert since 2026-12
     for name in names:
       size = os.path.getsize(os.path.join(data_dir, name))
       if name in expected_bytes and size != expected_bytes[name]:
-        raise UserError(f'{key}={data_dir}: shard {name} is {size} bytes but was written with '
-                        f'{expected_bytes[name]} (truncated or replaced since). Check with '
-                        f'`python -m data_prep.verify {data_dir}`, then reconvert it.')
+        raise UserError(
+            f'{key}={data_dir}: shard {name} is {size} bytes but was written with '
+            f'{expected_bytes[name]} (truncated or replaced since). Check with '
+            f'`python -m data_prep.verify {data_dir}`, then reconvert it.'
+        )
 
 
 def check_checkpoint(workdir: str, key: str = '--workdir') -> None:
@@ -98,21 +120,27 @@ def check_checkpoint(workdir: str, key: str = '--workdir') -> None:
   if not os.path.isdir(workdir):
     raise UserError(f'{key}={workdir} does not exist; pass the workdir of a training run.')
   if os.path.basename(os.path.normpath(workdir)) == CHECKPOINT_SUBDIR:
-    raise UserError(f'{key}={workdir} is the checkpoints/ folder; pass the run\'s workdir, '
-                    f'{os.path.dirname(os.path.normpath(workdir))}.')
+    raise UserError(
+        f"{key}={workdir} is the checkpoints/ folder; pass the run's workdir, "
+        f'{os.path.dirname(os.path.normpath(workdir))}.'
+    )
   directory = os.path.join(workdir, CHECKPOINT_SUBDIR)
   steps = [name for name in os.listdir(directory) if name.isdigit()] if os.path.isdir(directory) else []
   if not steps:
-    raise UserError(f'{key}={workdir} holds no checkpoint ({directory} has no saved step); pass the workdir '
-                    'of a run that has saved one (runs save every config.checkpoint_every_steps and at the end).')
+    raise UserError(
+        f'{key}={workdir} holds no checkpoint ({directory} has no saved step); pass the workdir '
+        'of a run that has saved one (runs save every config.checkpoint_every_steps and at the end).'
+    )
 
 
 def check_init_from(config: ml_collections.ConfigDict) -> None:
   """config.init_from, when set, is a finished run of the same architecture."""
   if config.get('require_init_from') and not config.get('init_from'):
-    raise UserError('This config fine-tunes a pretrained network but config.init_from is empty, so it '
-                    'would silently train from scratch. Pass --config.init_from=PRETRAIN_WORKDIR, or use '
-                    'configs/supervised.py for a from-scratch baseline.')
+    raise UserError(
+        'This config fine-tunes a pretrained network but config.init_from is empty, so it '
+        'would silently train from scratch. Pass --config.init_from=PRETRAIN_WORKDIR, or use '
+        'configs/supervised.py for a from-scratch baseline.'
+    )
   if not config.get('init_from'):
     return
   check_checkpoint(config.init_from, key='--config.init_from')
@@ -125,8 +153,10 @@ def check_init_from(config: ml_collections.ConfigDict) -> None:
   differ = [key for key in ARCHITECTURE_KEYS if key in saved and _canonical(saved[key]) != _canonical(now.get(key))]
   if differ:
     pairs = ', '.join(f'model.{key}: {saved[key]!r} there, {now.get(key)!r} here' for key in differ)
-    raise UserError(f'--config.init_from={config.init_from} trained another network ({pairs}); fine-tune '
-                    'with the same model settings (the same config variant) as the pretraining run.')
+    raise UserError(
+        f'--config.init_from={config.init_from} trained another network ({pairs}); fine-tune '
+        'with the same model settings (the same config variant) as the pretraining run.'
+    )
 
 
 def _canonical(value):

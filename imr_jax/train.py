@@ -39,6 +39,7 @@ LOCK_FILE = 'lock'
 
 class TrainState(train_state.TrainState):
   """Parameters, optimizer state and BatchNorm statistics; `step` counts applied updates."""
+
   batch_stats: Any = None
 
 
@@ -58,19 +59,26 @@ def build_model_and_task(config: ml_collections.ConfigDict, num_classes: int):
   return model, task
 
 
-def make_optimizer(config: ml_collections.ConfigDict, steps_per_epoch: int,
-                   total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+def make_optimizer(
+    config: ml_collections.ConfigDict, steps_per_epoch: int, total_steps: int
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """Optimizer from config.optimizer: clipping, weight decay on kernels, warm-up + cosine schedule."""
   opt = config.optimizer
   warmup_steps = min(int(opt.warmup_epochs * steps_per_epoch), total_steps)
   schedule = optax.warmup_cosine_decay_schedule(
-      init_value=0.0, peak_value=opt.learning_rate, warmup_steps=warmup_steps,
-      decay_steps=max(total_steps, warmup_steps + 1), end_value=0.0)
+      init_value=0.0,
+      peak_value=opt.learning_rate,
+      warmup_steps=warmup_steps,
+      decay_steps=max(total_steps, warmup_steps + 1),
+      end_value=0.0,
+  )
   # Biases and normalisation scales (1-D) are not decayed.
   kernels = lambda params: jax.tree.map(lambda p: p.ndim > 1, params)
   if opt.name == 'sgd':
-    update = optax.chain(optax.add_decayed_weights(opt.weight_decay, mask=kernels),
-                         optax.sgd(schedule, momentum=opt.momentum, nesterov=opt.nesterov))
+    update = optax.chain(
+        optax.add_decayed_weights(opt.weight_decay, mask=kernels),
+        optax.sgd(schedule, momentum=opt.momentum, nesterov=opt.nesterov),
+    )
   elif opt.name == 'adamw':
     update = optax.adamw(schedule, b1=opt.b1, b2=opt.b2, weight_decay=opt.weight_decay, mask=kernels)
   else:
@@ -96,8 +104,7 @@ def apply_model(model, params, batch_stats, inputs, *, train: bool, rng: jax.Arr
   variables = {'params': params, 'batch_stats': batch_stats}
   if not train:
     return model.apply(variables, **inputs, train=False), batch_stats
-  outputs, updates = model.apply(variables, **inputs, train=True, mutable=['batch_stats'],
-                                 rngs={'dropout': rng})
+  outputs, updates = model.apply(variables, **inputs, train=True, mutable=['batch_stats'], rngs={'dropout': rng})
   return outputs, updates.get('batch_stats', batch_stats)
 
 
@@ -105,8 +112,9 @@ def init_state(model, tx, inputs, rng: jax.Array) -> TrainState:
   """A fresh TrainState; `inputs` fixes the input shapes (values are not used)."""
   first_view = inputs[0] if isinstance(inputs, (list, tuple)) else inputs
   variables = model.init({'params': rng, 'dropout': rng}, **first_view, train=False)
-  return TrainState.create(apply_fn=model.apply, params=variables['params'], tx=tx,
-                           batch_stats=variables.get('batch_stats', {}))
+  return TrainState.create(
+      apply_fn=model.apply, params=variables['params'], tx=tx, batch_stats=variables.get('batch_stats', {})
+  )
 
 
 def initialize(model, tx, example_inputs, rng: jax.Array, sharding) -> TrainState:
@@ -119,8 +127,9 @@ def initialize(model, tx, example_inputs, rng: jax.Array, sharding) -> TrainStat
   return compiled(inputs, rng)
 
 
-def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *, model, task,
-               schedule: optax.Schedule):
+def train_step(
+    state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *, model, task, schedule: optax.Schedule
+):
   """One update. Pure; jitted once.
 
   Args:
@@ -135,8 +144,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array, *
   inputs, targets = task.prepare(batch, prepare_rng)
 
   def loss_fn(params):
-    outputs, batch_stats = apply_model(model, params, state.batch_stats, inputs, train=True,
-                                       rng=dropout_rng)
+    outputs, batch_stats = apply_model(model, params, state.batch_stats, inputs, train=True, rng=dropout_rng)
     loss, per_example = task.loss_and_metrics(outputs, targets, batch['mask'])
     return loss, (per_example, batch_stats)
 
@@ -170,8 +178,10 @@ def eval_step(variables: dict[str, Any], batch: dict[str, jax.Array], rng: jax.A
   logits = task.class_logits(outputs)
   if logits is None:  # a pretext task
     return collection, None
-  views = {'scores': jax.nn.softmax(logits.astype(jnp.float32)),
-           **{key: batch[key] for key in ('video_index', 'label', 'mask')}}
+  views = {
+      'scores': jax.nn.softmax(logits.astype(jnp.float32)),
+      **{key: batch[key] for key in ('video_index', 'label', 'mask')},
+  }
   return collection, views
 
 
@@ -197,13 +207,13 @@ class NonFiniteGuard:
     self._pending = None
     loss_finite, grads_finite = np.asarray(finite)
     if not (loss_finite and grads_finite):
-      what = 'loss and gradients' if not (loss_finite or grads_finite) else (
-          'loss' if not loss_finite else 'gradients')
+      what = 'loss and gradients' if not (loss_finite or grads_finite) else ('loss' if not loss_finite else 'gradients')
       raise NonFiniteError(
           f'Non-finite {what} (NaN or Inf) at training step {step} (the update to step {step + 1}); '
           'stopping. The last checkpoint holds a state before it. Try a lower '
           'config.optimizer.learning_rate, a longer warm-up, gradient clipping '
-          '(config.optimizer.grad_clip_norm) or float32 compute.')
+          '(config.optimizer.grad_clip_norm) or float32 compute.'
+      )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -223,15 +233,17 @@ def eval_batches(config: ml_collections.ConfigDict, task, host_batch_size: int) 
     eval_config = copy.deepcopy(config)
     eval_config.data.eval_num_clips = 1
     eval_config.data.eval_num_crops = 1
-  batches = pipeline.eval_iterator(eval_config, host_batch_size=host_batch_size,
-                                   split=config.dataset.eval_split, extras=task.batch_requirements)
+  batches = pipeline.eval_iterator(
+      eval_config, host_batch_size=host_batch_size, split=config.dataset.eval_split, extras=task.batch_requirements
+  )
   if config.task.name != 'classification' and config.num_eval_steps > 0:
     batches = itertools.islice(batches, config.num_eval_steps)
   return batches
 
 
-def evaluate(variables: dict[str, Any], config: ml_collections.ConfigDict, task, jitted_eval_step: Callable,
-             mesh) -> dict[str, float]:
+def evaluate(
+    variables: dict[str, Any], config: ml_collections.ConfigDict, task, jitted_eval_step: Callable, mesh
+) -> dict[str, float]:
   """Evaluates on config.dataset.eval_split, the batches of `eval_batches`.
 
   Classification: clip_accuracy (per view) and video_accuracy (class probabilities, the softmax of
@@ -249,22 +261,27 @@ def evaluate(variables: dict[str, Any], config: ml_collections.ConfigDict, task,
     if classification:
       views.append(jax.device_get(step_views))
   if collection is None:
-    raise ValueError(f'The eval split {config.dataset.eval_split!r} of {config.dataset.data_dir!r} gave no '
-                     'batches; check config.dataset.eval_split.')
+    raise ValueError(
+        f'The eval split {config.dataset.eval_split!r} of {config.dataset.data_dir!r} gave no '
+        'batches; check config.dataset.eval_split.'
+    )
   results = metrics_lib.compute(collection)
   if classification:
     views = {key: np.concatenate([v[key] for v in views]) for key in views[0]}
     results['clip_accuracy'] = results.pop('accuracy')
     results['video_accuracy'], results['num_videos'] = metrics_lib.video_accuracy(
-        views['scores'], views['video_index'], views['label'], views['mask'])
+        views['scores'], views['video_index'], views['label'], views['mask']
+    )
   return results
 
 
 def make_eval_step(model, task, mesh) -> Callable:
   replicated = parallel.replicated(mesh)
-  return jax.jit(functools.partial(eval_step, model=model, task=task),
-                 in_shardings=(replicated, parallel.data_sharding(mesh), replicated),
-                 out_shardings=replicated)
+  return jax.jit(
+      functools.partial(eval_step, model=model, task=task),
+      in_shardings=(replicated, parallel.data_sharding(mesh), replicated),
+      out_shardings=replicated,
+  )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -275,8 +292,10 @@ def steps_from_config(config: ml_collections.ConfigDict, info: dict[str, Any]) -
   """(steps per epoch, total steps), derived from the train split size at run time."""
   split = config.dataset.train_split
   if split not in info['splits']:
-    raise ValueError(f'config.dataset.train_split={split!r} is not a split of {config.dataset.data_dir!r} '
-                     f'(it has {sorted(info["splits"])}).')
+    raise ValueError(
+        f'config.dataset.train_split={split!r} is not a split of {config.dataset.data_dir!r} '
+        f'(it has {sorted(info["splits"])}).'
+    )
   steps_per_epoch = max(1, info['splits'][split] // config.batch_size)
   if config.num_train_steps > 0:
     return steps_per_epoch, config.num_train_steps
@@ -299,8 +318,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   workdir = preflight.absolute(workdir)
   epath.Path(workdir).mkdir(parents=True, exist_ok=True)
   # SIGTERM (a preemption notice) from here on saves a checkpoint and stops the run cleanly.
-  with (_exclusive(workdir), _log_file(epath.Path(workdir) / LOG_FILE),
-        checkpoints.PreemptionWatch() as preemption):
+  with _exclusive(workdir), _log_file(epath.Path(workdir) / LOG_FILE), checkpoints.PreemptionWatch() as preemption:
     if jax.process_index() == 0:
       write_config(config, workdir)
     return _train_and_evaluate(config, workdir, preemption)
@@ -323,7 +341,8 @@ def _exclusive(workdir: str) -> Iterator[None]:
       raise cli.UserError(
           f'Another training process is using --workdir={workdir} (it holds {lock.name}). Wait for it to '
           'finish or stop it, or choose another --workdir; the hosts of one multi-host run share a '
-          'workdir with --multihost.') from None
+          'workdir with --multihost.'
+      ) from None
     yield  # the lock goes with the file's closing, or with the process
 
 
@@ -364,9 +383,15 @@ def mark_session_start(workdir: str, start_step: int) -> None:
   """
   from tensorboard.compat.proto import event_pb2  # pylint: disable=g-import-not-at-top
   from tensorboard.summary.writer import event_file_writer  # pylint: disable=g-import-not-at-top
+
   writer = event_file_writer.EventFileWriter(workdir, filename_suffix='.restart')
-  writer.add_event(event_pb2.Event(step=start_step + 1, wall_time=time.time(),
-                                   session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
+  writer.add_event(
+      event_pb2.Event(
+          step=start_step + 1,
+          wall_time=time.time(),
+          session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START),
+      )
+  )
   writer.close()
   if start_step:  # a first start's event may sort anywhere: it only marks the session's beginning
     time.sleep(1.0 - time.time() % 1.0 + 0.01)
@@ -381,13 +406,18 @@ def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     before, now = (traverse_util.flatten_dict(tree, sep='.') for tree in (previous, resolved))
     changed = sorted(key for key in set(before) | set(now) if before.get(key) != now.get(key))
     if changed:
-      logging.warning('This restart of %s changes config keys %s (was %s).', workdir, changed,
-                      {key: before.get(key) for key in changed})
+      logging.warning(
+          'This restart of %s changes config keys %s (was %s).',
+          workdir,
+          changed,
+          {key: before.get(key) for key in changed},
+      )
   path.write_text(json.dumps({'command': sys.argv, 'config': resolved}, indent=2, sort_keys=True))
 
 
-def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                        preemption: checkpoints.PreemptionWatch) -> dict[str, float]:
+def _train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str, preemption: checkpoints.PreemptionWatch
+) -> dict[str, float]:
   mesh = parallel.make_mesh()
   replicated, data_sharding = parallel.replicated(mesh), parallel.data_sharding(mesh)
   info = pipeline.dataset_info(config.dataset.data_dir)
@@ -399,8 +429,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   start_step = manager.latest_step() or 0
   # Batch s is a pure function of (seed, host, s): a resumed run trains on the batches it would have.
   batches = pipeline.train_iterator(
-      config, host_batch_size=parallel.host_batch_size(config.batch_size, mesh), seed=config.seed,
-      start_step=start_step, extras=task.batch_requirements)
+      config,
+      host_batch_size=parallel.host_batch_size(config.batch_size, mesh),
+      seed=config.seed,
+      start_step=start_step,
+      extras=task.batch_requirements,
+  )
   first_batch = next(batches)
   batches = _chain(first_batch, batches)
 
@@ -410,7 +444,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   state = initialize(model, tx, example_inputs, init_rng, replicated)
   if start_step == 0 and config.init_from:
     params, batch_stats, pretrain_step = checkpoints.load_pretrained(
-        config.init_from, state.params, state.batch_stats, tuple(config.dont_load), replicated)
+        config.init_from, state.params, state.batch_stats, tuple(config.dont_load), replicated
+    )
     state = state.replace(params=params, batch_stats=batch_stats)
     logging.info('Loaded step %d of %s (all but %s).', pretrain_step, config.init_from, config.dont_load)
   state, start_step = checkpoints.restore_or_init(manager, state)
@@ -418,9 +453,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     logging.info('Resumed from step %d of %s.', start_step, workdir)
     print(f'resumed from step {start_step} of {workdir}', flush=True)
 
-  p_train_step = jax.jit(functools.partial(train_step, model=model, task=task, schedule=schedule),
-                         in_shardings=(replicated, data_sharding, replicated),
-                         out_shardings=replicated, donate_argnums=0)
+  p_train_step = jax.jit(
+      functools.partial(train_step, model=model, task=task, schedule=schedule),
+      in_shardings=(replicated, data_sharding, replicated),
+      out_shardings=replicated,
+      donate_argnums=0,
+  )
   p_eval_step = make_eval_step(model, task, mesh)
   if jax.process_index() == 0:
     mark_session_start(workdir, start_step)
@@ -433,8 +471,12 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     hooks.append(periodic_actions.Profile(num_profile_steps=5, logdir=workdir))
   guard, train_metrics, eval_metrics = NonFiniteGuard(), None, None
 
-  logging.info('Training steps %d..%d (%d per epoch); compiling, this can take a minute.',
-               start_step, total_steps, steps_per_epoch)
+  logging.info(
+      'Training steps %d..%d (%d per epoch); compiling, this can take a minute.',
+      start_step,
+      total_steps,
+      steps_per_epoch,
+  )
   print('compiling, this can take a minute', flush=True)
   preempted = False
   try:

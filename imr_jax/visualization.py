@@ -66,9 +66,15 @@ def residual_to_rgb(residual: np.ndarray, gain: float = 1.0) -> np.ndarray:
   return np.clip(np.asarray(residual, np.float32) * gain + 128, 0, 255).astype(np.uint8)
 
 
-def image_grid(rows: list[list[np.ndarray]], *, row_labels: list[str] | None = None,
-               column_labels: list[str] | None = None, padding: int = 4,
-               background: int = 255, max_width: int | None = None) -> np.ndarray:
+def image_grid(
+    rows: list[list[np.ndarray]],
+    *,
+    row_labels: list[str] | None = None,
+    column_labels: list[str] | None = None,
+    padding: int = 4,
+    background: int = 255,
+    max_width: int | None = None,
+) -> np.ndarray:
   """Lays uint8 (h, w, 3) images out as a grid, with optional text labels.
 
   Args:
@@ -97,17 +103,21 @@ def image_grid(rows: list[list[np.ndarray]], *, row_labels: list[str] | None = N
   if max_width and left + num_columns * (width + padding) + padding > max_width:
     width_now = max(1, (max_width - left - padding) // num_columns - padding)
     size = (width_now, max(1, round(height * width_now / width)))
-    rows = [[np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS)) for image in row]
-            for row in rows]
+    rows = [
+        [np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS)) for image in row] for row in rows
+    ]
     width, height = size
   top = text_height + padding if column_labels else 0
-  canvas = np.full((top + len(rows) * (height + padding) + padding,
-                    left + num_columns * (width + padding) + padding, 3), background, np.uint8)
+  canvas = np.full(
+      (top + len(rows) * (height + padding) + padding, left + num_columns * (width + padding) + padding, 3),
+      background,
+      np.uint8,
+  )
   for r, row in enumerate(rows):
     for c, image in enumerate(row):
       y = top + padding + r * (height + padding)
       x = left + padding + c * (width + padding)
-      canvas[y:y + height, x:x + width] = image
+      canvas[y : y + height, x : x + width] = image
   if row_labels or column_labels:
     picture = Image.fromarray(canvas)
     draw = ImageDraw.Draw(picture)

@@ -33,7 +33,7 @@ FLOAT64_RTOL = 1e-9
 def unit_roundoff(dtype) -> float:
   """u = half the machine epsilon: 2^-24 for float32, 2^-53 for float64, 2^-8 for bfloat16."""
   if np.dtype(dtype).name == 'bfloat16':
-    return 2.0 ** -8
+    return 2.0**-8
   return float(np.finfo(dtype).eps) / 2
 
 
@@ -57,7 +57,8 @@ def assert_within(actual, expected, bound, what: str = '') -> None:
     raise AssertionError(
         f'{what}: {int(np.sum(excess > 0))} of {excess.size} elements exceed their rounding bound; '
         f'worst at {worst}: |{float(actual[worst])!r} - {float(expected[worst])!r}| = '
-        f'{error[worst]:.3g} > {bound[worst]:.3g}')
+        f'{error[worst]:.3g} > {bound[worst]:.3g}'
+    )
 
 
 def relative_to_magnitude(actual, expected, rtol: float, what: str = '') -> None:

@@ -10,12 +10,14 @@ from tests import numerics
 
 def _marker_clip(height, width, row, col, size=1):
   """A clip whose every stream is zero except a size x size marker block at (row, col)."""
+
   def frames(num, channels, values):
     array = np.zeros((num, height, width, channels), np.float32)
-    array[:, row:row + size, col:col + size, :] = values
+    array[:, row : row + size, col : col + size, :] = values
     return array
+
   energy = np.zeros((2, height, width), np.float32)
-  energy[:, row:row + size, col:col + size] = 9.0
+  energy[:, row : row + size, col : col + size] = 9.0
   return {
       'iframes': frames(2, 3, (200.0, 100.0, 50.0)),
       'motion_vectors': frames(4, 2, (5.0, -3.0)),
@@ -69,11 +71,13 @@ def test_motion_energy_area_resize_preserves_sums():
   # non-negative value, so the float64 sums of outputs are within that of the exact sums too.
   rtol = numerics.gamma(16)
   out = out.astype(np.float64)
-  numerics.assert_within(out.sum(axis=(1, 2)), cropped.sum(axis=(1, 2)),
-                         rtol * cropped.sum(axis=(1, 2)))
+  numerics.assert_within(out.sum(axis=(1, 2)), cropped.sum(axis=(1, 2)), rtol * cropped.sum(axis=(1, 2)))
   # Whole cells of a 2 x 2 grid: output halves are 8 px, input halves 15 x 20 px.
-  numerics.assert_within(out[:, :8, 8:].sum(axis=(1, 2)), cropped[:, :15, 20:].sum(axis=(1, 2)),
-                         rtol * cropped[:, :15, 20:].sum(axis=(1, 2)))
+  numerics.assert_within(
+      out[:, :8, 8:].sum(axis=(1, 2)),
+      cropped[:, :15, 20:].sum(axis=(1, 2)),
+      rtol * cropped[:, :15, 20:].sum(axis=(1, 2)),
+  )
 
 
 def test_multi_scale_crop_boxes_are_valid_and_cover_the_choices():
@@ -81,8 +85,9 @@ def test_multi_scale_crop_boxes_are_valid_and_cover_the_choices():
   sides = [256, 224, 192, 168]
   seen_pairs, seen_lefts = set(), set()
   for i in range(300):
-    top, left, height, width = augment.multi_scale_crop_box(
-        tf.constant(256), tf.constant(340), scales, tf.constant([i, 0])).numpy().tolist()
+    top, left, height, width = (
+        augment.multi_scale_crop_box(tf.constant(256), tf.constant(340), scales, tf.constant([i, 0])).numpy().tolist()
+    )
     assert height in sides and width in sides
     assert abs(sides.index(height) - sides.index(width)) <= augment.MAX_SCALE_DISTORTION
     assert 0 <= top <= 256 - height and 0 <= left <= 340 - width
@@ -103,7 +108,8 @@ def test_eval_crop_boxes_along_the_long_side():
   boxes = augment.eval_crop_boxes(tf.constant(300), tf.constant(200), 3).numpy().tolist()
   assert boxes == [[0, 0, 200, 200], [50, 0, 200, 200], [100, 0, 200, 200]]
   assert augment.eval_crop_boxes(tf.constant(10), tf.constant(15), 1).numpy().tolist() == [
-      [0, 2, 10, 10]]  # round(0.5 * 5) = 2 (round half to even)
+      [0, 2, 10, 10]
+  ]  # round(0.5 * 5) = 2 (round half to even)
 
 
 def test_color_jitter_is_one_draw_per_clip():

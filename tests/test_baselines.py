@@ -25,10 +25,12 @@ def make_config(name):
   config = ml_collections.ConfigDict()
   config.task = ml_collections.ConfigDict({'name': name})
   config.data = ml_collections.ConfigDict({'num_gops': 2, 'p_per_gop': 2})
-  config.pmsp = ml_collections.ConfigDict({'grid_sizes': (2,), 'temporal_bins': (1, 2), 'hidden_dim': 8,
-                                           'label_mode': 'argmax', 'loss_weight': 1.0})
-  config.ctp = ml_collections.ConfigDict({'classes': ('aligned', 'shifted', 'shuffled', 'mismatched'),
-                                          'hidden_dim': 8, 'loss_weight': 1.0})
+  config.pmsp = ml_collections.ConfigDict(
+      {'grid_sizes': (2,), 'temporal_bins': (1, 2), 'hidden_dim': 8, 'label_mode': 'argmax', 'loss_weight': 1.0}
+  )
+  config.ctp = ml_collections.ConfigDict(
+      {'classes': ('aligned', 'shifted', 'shuffled', 'mismatched'), 'hidden_dim': 8, 'loss_weight': 1.0}
+  )
   config.aot = ml_collections.ConfigDict({'hidden_dim': 8})
   config.rotation = ml_collections.ConfigDict({'hidden_dim': 8})
   config.infonce = ml_collections.ConfigDict({'temperature': 0.1, 'dim': 4, 'hidden_dim': 8})
@@ -67,7 +69,9 @@ def test_aot_reverses_every_stream_and_negates_motion_vectors():
       np.testing.assert_array_equal(inputs['residuals'][b], batch['residuals'][b, ::-1])
       numerics.assert_within(
           normalization.denormalize_motion_vectors(inputs['motion_vectors'][b]),
-          -normalization.denormalize_motion_vectors(batch['motion_vectors'][b, ::-1]), MV_PX_ROUNDING)
+          -normalization.denormalize_motion_vectors(batch['motion_vectors'][b, ::-1]),
+          MV_PX_ROUNDING,
+      )
     else:
       for key in base.STREAM_KEYS:
         np.testing.assert_array_equal(inputs[key][b], batch[key][b])
@@ -100,14 +104,15 @@ def test_rotating_a_rightward_motion_by_90_degrees_makes_it_move_up():
   # 90 degrees counter-clockwise: pixel (y, x) -> (5 - x, y); so rows 4-5, columns 1-2; and
   # (dx, dy) = (3, 0) -> (dy, -dx) = (0, -3): it now moves up.
   expected_px[0, 0, 4:6, 1:3] = [0.0, -3.0]
-  for turns, expected in [(1, expected_px),
-                          (2, np.rot90(-mv_px, 2, axes=(2, 3))),  # (-dx, -dy): moves left
-                          (3, np.rot90(mv_px[..., ::-1] * [-1, 1], 3, axes=(2, 3)))]:  # (-dy, dx): down
+  for turns, expected in [
+      (1, expected_px),
+      (2, np.rot90(-mv_px, 2, axes=(2, 3))),  # (-dx, -dy): moves left
+      (3, np.rot90(mv_px[..., ::-1] * [-1, 1], 3, axes=(2, 3))),
+  ]:  # (-dy, dx): down
     rotated = baselines.rotate(inputs, jnp.array([turns]))['motion_vectors']
     numerics.assert_within(normalization.denormalize_motion_vectors(rotated), expected, MV_PX_ROUNDING)
   moved_down = baselines.rotate(inputs, jnp.array([3]))['motion_vectors']
-  numerics.assert_within(normalization.denormalize_motion_vectors(moved_down)[0, 0, 0, 4, 1], 3.0,
-                         MV_PX_ROUNDING)
+  numerics.assert_within(normalization.denormalize_motion_vectors(moved_down)[0, 0, 0, 4, 1], 3.0, MV_PX_ROUNDING)
 
 
 def test_rotating_four_times_returns_the_input():
@@ -121,8 +126,9 @@ def test_rotating_four_times_returns_the_input():
     np.testing.assert_array_equal(result['residuals'], inputs['residuals'])
     # MVs: each component negated twice, 2 * MV_ZERO - (2 * MV_ZERO - n), exact up to float32
     # rounding (at most one unit in the last place).
-    np.testing.assert_allclose(result['motion_vectors'], inputs['motion_vectors'], rtol=0,
-                               atol=float(np.spacing(np.float32(0.5))))
+    np.testing.assert_allclose(
+        result['motion_vectors'], inputs['motion_vectors'], rtol=0, atol=float(np.spacing(np.float32(0.5)))
+    )
 
 
 def test_rotation_task_labels_are_the_turns_and_frames_must_be_square():
@@ -204,8 +210,7 @@ def test_classification_loss_accuracy_and_padding():
 
 def test_class_logits_name_the_class_scores_of_each_model():
   logits = jnp.ones((3, 5))
-  assert tasks.build_task(make_config('classification'), num_classes=5).class_logits(
-      {'classifier': logits}) is logits
+  assert tasks.build_task(make_config('classification'), num_classes=5).class_logits({'classifier': logits}) is logits
   for name in ('pmsp', 'ctp', 'aot', 'rotation', 'infonce'):
     assert tasks.build_task(make_config(name)).class_logits({'features': logits}) is None
 
@@ -216,8 +221,10 @@ def test_classification_with_coviar_sums_stream_losses_and_scores_fused_logits()
   task = tasks.build_task(config, num_classes=3)
   assert task.heads() == {}
   labels = jnp.array([0, 1, 2])
-  stream_logits = {'i': jnp.log(jnp.array([[0.5, 0.25, 0.25], [0.6, 0.3, 0.1], [0.2, 0.2, 0.6]])),
-                   'm': jnp.log(jnp.array([[0.1, 0.8, 0.1], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8]]))}
+  stream_logits = {
+      'i': jnp.log(jnp.array([[0.5, 0.25, 0.25], [0.6, 0.3, 0.1], [0.2, 0.2, 0.6]])),
+      'm': jnp.log(jnp.array([[0.1, 0.8, 0.1], [0.2, 0.7, 0.1], [0.1, 0.1, 0.8]])),
+  }
   # Fused scores that disagree with both streams on example 0: accuracy must come from them alone.
   fused = jnp.array([[0.0, 0.0, 9.0], [0.0, 9.0, 0.0], [0.0, 0.0, 9.0]])
   outputs = {'logits': fused, 'stream_logits': stream_logits, 'features': jnp.ones((3, 4))}
@@ -242,8 +249,9 @@ def test_unknown_task_name():
     tasks.build_task(make_config('jigsaw'))
 
 
-@pytest.mark.skipif(importlib.util.find_spec('imr_jax.models.heads') is None,
-                    reason='imr_jax.models.heads is not written yet')
+@pytest.mark.skipif(
+    importlib.util.find_spec('imr_jax.models.heads') is None, reason='imr_jax.models.heads is not written yet'
+)
 @pytest.mark.parametrize('name', tasks.TASK_NAMES)
 def test_every_task_end_to_end_with_its_heads(name):
   """prepare -> heads on stand-in features -> loss, under one jit: a finite loss and (B,) metrics."""
@@ -256,11 +264,14 @@ def test_every_task_end_to_end_with_its_heads(name):
   def step(batch, rng):
     inputs, targets = task.prepare(batch, rng)
     views = inputs if isinstance(inputs, list) else [inputs]
-    outputs = [{n: h.apply(params[n], jnp.mean(v['iframes'], axis=(1, 2, 3)).repeat(2, axis=-1),
-                           train=False)
-                for n, h in heads.items()} for v in views]
-    return task.loss_and_metrics(outputs if isinstance(inputs, list) else outputs[0], targets,
-                                 batch['mask'])
+    outputs = [
+        {
+            n: h.apply(params[n], jnp.mean(v['iframes'], axis=(1, 2, 3)).repeat(2, axis=-1), train=False)
+            for n, h in heads.items()
+        }
+        for v in views
+    ]
+    return task.loss_and_metrics(outputs if isinstance(inputs, list) else outputs[0], targets, batch['mask'])
 
   loss, metrics = step(make_batch(), jax.random.key(1))
   assert np.isfinite(loss)
@@ -271,6 +282,7 @@ def test_every_task_end_to_end_with_its_heads(name):
 def test_every_task_builds_from_the_project_configs(variant):
   """configs/default.py holds every key build_task reads, for every task, in every shared variant."""
   from configs import default  # pylint: disable=g-import-not-at-top
+
   for name in tasks.TASK_NAMES:
     config = default.get_config(variant)
     config.task.name = name

@@ -10,8 +10,9 @@ from data_prep import convert
 from data_prep import datasets
 from data_prep import synthetic
 
-TINY = synthetic.SyntheticConfig(width=64, height=48, num_frames=26, train_per_class=2, test_per_class=1,
-                                 classes=('fall', 'zoom'))
+TINY = synthetic.SyntheticConfig(
+    width=64, height=48, num_frames=26, train_per_class=2, test_per_class=1, classes=('fall', 'zoom')
+)
 SETTINGS = convert.Settings(width=64, height=48, gop_size=12)
 QUIET = lambda *args: None
 

@@ -13,8 +13,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def make_data(root, *, splits=(('train', 2), ('test', 1)), empty_shard=None, missing_shard=None):
   """A converted-data-set look-alike: a manifest and non-empty shards named as data_prep.convert names them."""
   os.makedirs(root, exist_ok=True)
-  manifest = {'dataset': 'synthetic', 'splits': {s: 4 for s, _ in splits},
-              'num_shards': {s: n for s, n in splits}, 'label_names': ['a', 'b']}
+  manifest = {
+      'dataset': 'synthetic',
+      'splits': {s: 4 for s, _ in splits},
+      'num_shards': {s: n for s, n in splits},
+      'label_names': ['a', 'b'],
+  }
   with open(os.path.join(root, 'manifest.json'), 'w') as f:
     json.dump(manifest, f)
   for split, num_shards in splits:
@@ -53,8 +57,9 @@ MAIN = ('main.py', '--config=configs/pmsp.py:demo')
 
 def test_wrong_config_path_lists_the_configs(tmp_path):
   code, output = run_cli('main.py', '--config=configs/pmspp.py', f'--workdir={tmp_path}/run')
-  assert_clean_failure(code, output, "no file 'configs/pmspp.py'", 'Did you mean configs/pmsp.py?',
-                       'configs/supervised.py')
+  assert_clean_failure(
+      code, output, "no file 'configs/pmspp.py'", 'Did you mean configs/pmsp.py?', 'configs/supervised.py'
+  )
   assert not os.path.exists(tmp_path / 'run')
 
 
@@ -65,8 +70,10 @@ def test_unknown_config_key_suggests_the_close_match_once(tmp_path):
 
 
 def test_bad_value_unknown_variant_and_unknown_flag(tmp_path):
-  for args, expected in ((('--config.batch_size=x',), '--config.batch_size=x'),
-                         (('--nosuchflag=1',), "Unknown command line flag 'nosuchflag'")):
+  for args, expected in (
+      (('--config.batch_size=x',), '--config.batch_size=x'),
+      (('--nosuchflag=1',), "Unknown command line flag 'nosuchflag'"),
+  ):
     assert_clean_failure(*run_cli(*MAIN, *args, f'--workdir={tmp_path}/run'), expected)
   code, output = run_cli('main.py', '--config=configs/pmsp.py:nosuch', f'--workdir={tmp_path}/run')
   assert_clean_failure(code, output, "Unknown config variant 'nosuch'")
@@ -88,10 +95,13 @@ def test_data_dir_mistakes(tmp_path, case):
     make_data(data, empty_shard='synthetic-train.tfrecord-00000-of-00002')
   elif case == 'no_split':
     make_data(data, splits=(('train', 1),))
-  expected = {'no_dir': 'does not exist', 'no_manifest': 'has no manifest.json',
-              'missing_shard': 'shard synthetic-train.tfrecord-00001-of-00002 is missing or empty',
-              'empty_shard': 'shard synthetic-train.tfrecord-00000-of-00002 is missing or empty',
-              'no_split': "has no split 'test'"}[case]
+  expected = {
+      'no_dir': 'does not exist',
+      'no_manifest': 'has no manifest.json',
+      'missing_shard': 'shard synthetic-train.tfrecord-00001-of-00002 is missing or empty',
+      'empty_shard': 'shard synthetic-train.tfrecord-00000-of-00002 is missing or empty',
+      'no_split': "has no split 'test'",
+  }[case]
   code, output = run_cli(*MAIN, f'--config.dataset.data_dir={data}', f'--workdir={tmp_path}/run')
   assert_clean_failure(code, output, f'config.dataset.data_dir={data}', expected)
   if case in ('missing_shard', 'empty_shard'):
@@ -118,12 +128,20 @@ def test_init_from_mistakes(tmp_path, case):
   elif case == 'other_network':
     make_run(pretrained, depth=50)
   args = [] if case == 'empty' else [f'--config.init_from={pretrained}']
-  code, output = run_cli('main.py', '--config=configs/finetune.py:synthetic:demo',
-                         f'--config.dataset.data_dir={data}', f'--workdir={tmp_path}/run', *args)
-  expected = {'empty': 'config.init_from is empty', 'missing': 'does not exist',
-              'checkpoints_folder': f"pass the run's workdir, {tmp_path / 'pretrain'}",
-              'no_checkpoint': 'holds no checkpoint',
-              'other_network': 'model.depth: 50 there, 10 here'}[case]
+  code, output = run_cli(
+      'main.py',
+      '--config=configs/finetune.py:synthetic:demo',
+      f'--config.dataset.data_dir={data}',
+      f'--workdir={tmp_path}/run',
+      *args,
+  )
+  expected = {
+      'empty': 'config.init_from is empty',
+      'missing': 'does not exist',
+      'checkpoints_folder': f"pass the run's workdir, {tmp_path / 'pretrain'}",
+      'no_checkpoint': 'holds no checkpoint',
+      'other_network': 'model.depth: 50 there, 10 here',
+  }[case]
   assert_clean_failure(code, output, expected)
   assert not os.path.exists(tmp_path / 'run')
 
@@ -131,6 +149,7 @@ def test_init_from_mistakes(tmp_path, case):
 def test_init_from_of_the_same_network_passes(tmp_path):
   from configs import finetune  # pylint: disable=g-import-not-at-top
   from imr_jax import preflight  # pylint: disable=g-import-not-at-top
+
   config = finetune.get_config('synthetic:demo')
   config.init_from = make_run(tmp_path / 'pretrain', depth=10)
   config.dataset.data_dir = make_data(tmp_path / 'data')
@@ -140,19 +159,35 @@ def test_init_from_of_the_same_network_passes(tmp_path):
 
 def test_evaluate_without_a_checkpoint(tmp_path):
   data = make_data(tmp_path / 'data')
-  code, output = run_cli('-m', 'imr_jax.evaluate', '--config=configs/pmsp.py:demo',
-                         f'--config.dataset.data_dir={data}', f'--workdir={tmp_path}')
+  code, output = run_cli(
+      '-m',
+      'imr_jax.evaluate',
+      '--config=configs/pmsp.py:demo',
+      f'--config.dataset.data_dir={data}',
+      f'--workdir={tmp_path}',
+  )
   assert_clean_failure(code, output, f'--workdir={tmp_path} holds no checkpoint')
   assert 'oneDNN' not in output  # refused before TensorFlow's start-up (it prints that line)
-  code, output = run_cli('-m', 'imr_jax.features', '--config=configs/pmsp.py:demo', f'--workdir={tmp_path}',
-                         f'--config.dataset.data_dir={data}', f'--output={tmp_path}/f.npz')
+  code, output = run_cli(
+      '-m',
+      'imr_jax.features',
+      '--config=configs/pmsp.py:demo',
+      f'--workdir={tmp_path}',
+      f'--config.dataset.data_dir={data}',
+      f'--output={tmp_path}/f.npz',
+  )
   assert_clean_failure(code, output, f'--workdir={tmp_path} holds no checkpoint')
   assert 'oneDNN' not in output
 
 
 def test_frozen_eval_missing_features(tmp_path):
-  code, output = run_cli('-m', 'imr_jax.frozen_eval', f'--train={tmp_path}/train.npz',
-                         f'--test={tmp_path}/test.npz', f'--output_dir={tmp_path}/out')
+  code, output = run_cli(
+      '-m',
+      'imr_jax.frozen_eval',
+      f'--train={tmp_path}/train.npz',
+      f'--test={tmp_path}/test.npz',
+      f'--output_dir={tmp_path}/out',
+  )
   assert_clean_failure(code, output, f'{tmp_path}/train.npz does not exist')
 
 
@@ -164,10 +199,15 @@ def test_help_lists_the_commands_own_flags():
 
 
 def test_convert_from_a_bucket_says_how(tmp_path):
-  code, output = run_cli('-m', 'data_prep.convert', '--dataset=folder', '--source=gs://bucket/videos',
-                         f'--output_dir={tmp_path}/out')
-  assert_clean_failure(code, output, '--source=gs://bucket/videos: the videos are decoded by FFmpeg from a '
-                       'local folder', 'gsutil -m cp -r')
+  code, output = run_cli(
+      '-m', 'data_prep.convert', '--dataset=folder', '--source=gs://bucket/videos', f'--output_dir={tmp_path}/out'
+  )
+  assert_clean_failure(
+      code,
+      output,
+      '--source=gs://bucket/videos: the videos are decoded by FFmpeg from a ' 'local folder',
+      'gsutil -m cp -r',
+  )
   assert not os.path.exists(tmp_path / 'out')
 
 
@@ -177,8 +217,14 @@ def test_tensorflow_start_up_lines_are_not_printed(tmp_path):
   env = {k: v for k, v in os.environ.items() if k != 'TF_CPP_MIN_LOG_LEVEL'}
 
   def verify(*flags_):  # loads TensorFlow, then refuses the (fake) manifest
-    result = subprocess.run([sys.executable, '-m', 'data_prep.verify', data, *flags_], capture_output=True,
-                            text=True, cwd=REPO, timeout=120, env=env)
+    result = subprocess.run(
+        [sys.executable, '-m', 'data_prep.verify', data, *flags_],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        env=env,
+    )
     assert 'manifest.json' in result.stderr + result.stdout
     return result.stdout + result.stderr
 

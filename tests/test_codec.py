@@ -30,8 +30,7 @@ def _blocks(*rows):
 
 def _numba_map(blocks, height, width):
   painted = np.full((height, width, 2), 7, np.int16)  # not zeros: painting must clear it
-  kernels.paint_motion(np.ascontiguousarray(blocks, np.int32), painted.view(np.int32).reshape(-1),
-                       height, width)
+  kernels.paint_motion(np.ascontiguousarray(blocks, np.int32), painted.view(np.int32).reshape(-1), height, width)
   return painted
 
 
@@ -62,9 +61,22 @@ def test_one_macroblock_inside_the_frame():
 def test_sign_is_dst_minus_src_and_exported_src_is_used_as_is():
   # FFmpeg exports src = dst + motion / scale truncated toward zero: -17 / 2 -> -8, so src_x = 16
   # (floor division would give 15). The map must use the exported integers: mv_x = 24 - 16 = 8.
-  record = np.zeros(1, [('source', '<i4'), ('w', 'u1'), ('h', 'u1'), ('src_x', '<i2'),
-                        ('src_y', '<i2'), ('dst_x', '<i2'), ('dst_y', '<i2'), ('flags', '<u8'),
-                        ('motion_x', '<i4'), ('motion_y', '<i4'), ('motion_scale', '<u2')])
+  record = np.zeros(
+      1,
+      [
+          ('source', '<i4'),
+          ('w', 'u1'),
+          ('h', 'u1'),
+          ('src_x', '<i2'),
+          ('src_y', '<i2'),
+          ('dst_x', '<i2'),
+          ('dst_y', '<i2'),
+          ('flags', '<u8'),
+          ('motion_x', '<i4'),
+          ('motion_y', '<i4'),
+          ('motion_scale', '<u2'),
+      ],
+  )
   record[0] = (-1, 16, 16, 16, 8, 24, 8, 0, -17, 0, 2)
   blocks = motion.block_vectors(record)
   np.testing.assert_array_equal(blocks, [[-1, 16, 16, 16, 8, 24, 8]])
@@ -96,8 +108,8 @@ def test_both_ends_inside_rule():
 
 
 def test_vectors_apply_in_array_order():
-  first = _block(16, 16, 6, 8, 8, 8)      # mv (2, 0)
-  second = _block(16, 16, 8, 5, 8, 8)     # mv (0, 3): its source leaves the frame for rows 0..2
+  first = _block(16, 16, 6, 8, 8, 8)  # mv (2, 0)
+  second = _block(16, 16, 8, 5, 8, 8)  # mv (0, 3): its source leaves the frame for rows 0..2
   mv, _ = _both_maps(_blocks(first, second), 16, 16)
   np.testing.assert_array_equal(mv[3:, 0], np.broadcast_to([0, 3], (13, 2)))
   # Rows 0..2 fail the rule for `second`, so `first` holds there (but for its own columns 0..1).
@@ -119,8 +131,7 @@ def test_zero_vectors_write_nothing_and_odd_blocks_take_the_slow_path():
   mapper.map(_blocks(_block(5, 5, 7, 7, 8, 8)), mv)
   assert mapper.slow_frames == 1 and mapper.fast_frames == 0
   np.testing.assert_array_equal(np.any(mv != 0, -1).sum(), 16)
-  np.testing.assert_array_equal(mv, codec.reference_motion_map(_blocks(_block(5, 5, 7, 7, 8, 8)),
-                                                              16, 16)[0])
+  np.testing.assert_array_equal(mv, codec.reference_motion_map(_blocks(_block(5, 5, 7, 7, 8, 8)), 16, 16)[0])
   np.testing.assert_array_equal(mv, _numba_map(_blocks(_block(5, 5, 7, 7, 8, 8)), 16, 16))
 
 
@@ -159,11 +170,9 @@ def test_side_data_dtype_is_pyav_layout(carphone_340):
     next(frames)
     side_data = next(frames).side_data.get('MOTION_VECTORS')
     assert motion.SIDE_DATA_DTYPE == side_data.to_ndarray().dtype
-    np.testing.assert_array_equal(np.frombuffer(side_data, motion.SIDE_DATA_DTYPE),
-                                  side_data.to_ndarray())
+    np.testing.assert_array_equal(np.frombuffer(side_data, motion.SIDE_DATA_DTYPE), side_data.to_ndarray())
     # iter_gops' one-pass conversion of the raw records.
-    np.testing.assert_array_equal(gops_lib._block_vectors(side_data),
-                                  motion.block_vectors(side_data.to_ndarray()))
+    np.testing.assert_array_equal(gops_lib._block_vectors(side_data), motion.block_vectors(side_data.to_ndarray()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,13 +187,12 @@ def _gradient(height, width, scale):
 @pytest.mark.parametrize('layout', ['padded', 'contiguous', 'read-only', 'strided'])
 def test_flat_rows_holds_each_row_at_its_stride(layout):
   padded = np.arange(4 * 7 * 3, dtype=np.uint8).reshape(4, 7, 3)
-  rgb = {'padded': padded[:, :5], 'contiguous': padded.copy(), 'strided': padded[:, ::2]}.get(
-      layout, padded[:, :5])
+  rgb = {'padded': padded[:, :5], 'contiguous': padded.copy(), 'strided': padded[:, ::2]}.get(layout, padded[:, :5])
   if layout == 'read-only':
     rgb.flags.writeable = False
   rows, stride = kernels.flat_rows(rgb)
   for y in range(rgb.shape[0]):
-    np.testing.assert_array_equal(rows[y * stride:y * stride + 3 * rgb.shape[1]], rgb[y].ravel())
+    np.testing.assert_array_equal(rows[y * stride : y * stride + 3 * rgb.shape[1]], rgb[y].ravel())
   assert len(rows) == (rgb.shape[0] - 1) * stride + 3 * rgb.shape[1]
 
 
@@ -195,15 +203,14 @@ def test_accumulation_by_hand():
   frame3 = _gradient(height, width, 7)
   builder = codec.GopBuilder(height, width)
   builder.start(0, 0, iframe)
-  builder.add(frame1, _blocks(_block(16, 16, 6, 8, 8, 8)))      # mv (2, 0) on columns 2..15
-  builder.add(frame1, None)                                     # no side data
-  builder.add(frame3, _blocks(_block(16, 16, 20, 8, 24, 8)))    # mv (4, 0) on columns 16..31
+  builder.add(frame1, _blocks(_block(16, 16, 6, 8, 8, 8)))  # mv (2, 0) on columns 2..15
+  builder.add(frame1, None)  # no side data
+  builder.add(frame3, _blocks(_block(16, 16, 20, 8, 24, 8)))  # mv (4, 0) on columns 16..31
   gop = builder.finish()
   assert gop.motion_vectors.shape == (3, height, width, 2) and gop.motion_vectors.dtype == np.int16
   assert gop.residuals.shape == (3, height, width, 3) and gop.residuals.dtype == np.int16
   # Frame 1: A_1(x) = x - 2 on columns 2..15.
-  np.testing.assert_array_equal(gop.motion_vectors[0, 5, [1, 2, 15, 16]], [[0, 0], [2, 0], [2, 0],
-                                                                            [0, 0]])
+  np.testing.assert_array_equal(gop.motion_vectors[0, 5, [1, 2, 15, 16]], [[0, 0], [2, 0], [2, 0], [0, 0]])
   # The frame without side data: all outputs zero.
   assert not gop.motion_vectors[1].any() and not gop.residuals[1].any()
   assert not gop.frame_motion_vectors[1].any()
@@ -215,12 +222,9 @@ def test_accumulation_by_hand():
   np.testing.assert_array_equal(gop.motion_vectors[2, 5, 2], [2, 0])  # carried over from frame 1
   np.testing.assert_array_equal(gop.frame_motion_vectors[2, 5, 17], [4, 0])
   # Residual: F_3(p) - F_I(A_3(p)).
-  np.testing.assert_array_equal(gop.residuals[2, 5, 17],
-                                frame3[5, 17].astype(int) - iframe[5, 11].astype(int))
-  np.testing.assert_array_equal(gop.residuals[2, 5, 2],
-                                frame3[5, 2].astype(int) - iframe[5, 0].astype(int))
-  np.testing.assert_array_equal(gop.residuals[0, 5, 1],
-                                frame1[5, 1].astype(int) - iframe[5, 1].astype(int))
+  np.testing.assert_array_equal(gop.residuals[2, 5, 17], frame3[5, 17].astype(int) - iframe[5, 11].astype(int))
+  np.testing.assert_array_equal(gop.residuals[2, 5, 2], frame3[5, 2].astype(int) - iframe[5, 0].astype(int))
+  np.testing.assert_array_equal(gop.residuals[0, 5, 1], frame1[5, 1].astype(int) - iframe[5, 1].astype(int))
 
 
 def test_per_frame_residual_by_hand():
@@ -234,12 +238,9 @@ def test_per_frame_residual_by_hand():
   assert gop.motion_vectors is gop.frame_motion_vectors
   np.testing.assert_array_equal(gop.motion_vectors[1, 5, 17], [4, 0])
   # F_t(p) - F_{t-1}(p - mv(p)).
-  np.testing.assert_array_equal(gop.residuals[1, 5, 17],
-                                frames[2][5, 17].astype(int) - frames[1][5, 13].astype(int))
-  np.testing.assert_array_equal(gop.residuals[1, 5, 3],
-                                frames[2][5, 3].astype(int) - frames[1][5, 3].astype(int))
-  np.testing.assert_array_equal(gop.residuals[0, 5, 3],
-                                frames[1][5, 3].astype(int) - frames[0][5, 1].astype(int))
+  np.testing.assert_array_equal(gop.residuals[1, 5, 17], frames[2][5, 17].astype(int) - frames[1][5, 13].astype(int))
+  np.testing.assert_array_equal(gop.residuals[1, 5, 3], frames[2][5, 3].astype(int) - frames[1][5, 3].astype(int))
+  np.testing.assert_array_equal(gop.residuals[0, 5, 3], frames[1][5, 3].astype(int) - frames[0][5, 1].astype(int))
 
 
 def test_residual_range_and_buffer_growth():
@@ -267,17 +268,25 @@ def _hand_made_gop(seed, height=24, width=40):
     return _blocks(*rows)
 
   hand = _blocks(
-      _block(16, 16, 6, 8, 8, 8),       # mv (2, 0)
-      _block(16, 16, 8, 5, 8, 8),       # overlaps the first, later in array order; source cut
-      _block(8, 8, 20, 12, 16, 12),     # inside both 16x16 blocks' reach: overwrites
-      _block(16, 16, 45, 8, 40, 8),     # past the right edge, source further out
-      _block(5, 5, 30, 20, 33, 22),     # odd size: offsets [-2, 2)
-      _block(16, 16, 24, 16, 24, 16),   # zero vector: writes nothing
-      _block(16, 16, -9, 8, 8, 8),      # source entirely outside: writes nothing
-      _block(16, 16, 400, 8, 8, 8))     # far outside on the right, in the top row: nothing
+      _block(16, 16, 6, 8, 8, 8),  # mv (2, 0)
+      _block(16, 16, 8, 5, 8, 8),  # overlaps the first, later in array order; source cut
+      _block(8, 8, 20, 12, 16, 12),  # inside both 16x16 blocks' reach: overwrites
+      _block(16, 16, 45, 8, 40, 8),  # past the right edge, source further out
+      _block(5, 5, 30, 20, 33, 22),  # odd size: offsets [-2, 2)
+      _block(16, 16, 24, 16, 24, 16),  # zero vector: writes nothing
+      _block(16, 16, -9, 8, 8, 8),  # source entirely outside: writes nothing
+      _block(16, 16, 400, 8, 8, 8),
+  )  # far outside on the right, in the top row: nothing
   frames = [(rng.integers(0, 256, (height, width, 3), np.uint8), 'I', None)]
-  for blocks in (hand, None, random_blocks(16), _blocks(), random_blocks(8, reach=20), None,
-                 random_blocks(16, keep=1.0)):
+  for blocks in (
+      hand,
+      None,
+      random_blocks(16),
+      _blocks(),
+      random_blocks(8, reach=20),
+      None,
+      random_blocks(16, keep=1.0),
+  ):
     frames.append((rng.integers(0, 256, (height, width, 3), np.uint8), 'P', blocks))
   return frames
 
@@ -289,8 +298,7 @@ def test_backends_equal_the_definition_on_hand_made_gops(seed, accumulate, backe
   frames = _hand_made_gop(seed)
   height, width = frames[0][0].shape[:2]
   want = _naive_gops(frames, height, width)[0]
-  builder = codec.GopBuilder(height, width, accumulate=accumulate, backend=backend,
-                             capacity=3)  # grows twice
+  builder = codec.GopBuilder(height, width, accumulate=accumulate, backend=backend, capacity=3)  # grows twice
   builder.start(0, 0, frames[0][0])
   for rgb, _, blocks in frames[1:]:
     # PyAV's RGB rows are padded: the kernels must honour the row stride.
@@ -307,7 +315,8 @@ def test_backends_equal_the_definition_on_hand_made_gops(seed, accumulate, backe
     # the per-pixel map.
     assert builder.cell_frames == 4
   assert [len(b) for b in gop.block_motion_vectors] == [
-      0 if blocks is None else len(blocks) for _, _, blocks in frames[1:]]
+      0 if blocks is None else len(blocks) for _, _, blocks in frames[1:]
+  ]
 
 
 def test_arrays_a_caller_keeps_are_never_written_again(monkeypatch):
@@ -330,8 +339,11 @@ def test_arrays_a_caller_keeps_are_never_written_again(monkeypatch):
   kept, copies = [], []
   for value in range(20):
     gop = build(builders[value % 2], value)
-    held = {'gop': gop.residuals, 'view': gop.motion_vectors[1:],
-            'memory': np.frombuffer(memoryview(gop.residuals[0]).cast('B'), np.uint8)}
+    held = {
+        'gop': gop.residuals,
+        'view': gop.motion_vectors[1:],
+        'memory': np.frombuffer(memoryview(gop.residuals[0]).cast('B'), np.uint8),
+    }
     kept.append(held)
     copies.append({name: array.copy() for name, array in held.items()})
     del gop  # the views and the raw memory stay, held in `kept`
@@ -375,7 +387,7 @@ def square_video(tmp_path_factory):
 def _inside_square(t, margin=0):
   inside = np.zeros((64, 96), bool)
   x0, y0 = _START[0] + t * _VELOCITY[0], _START[1] + t * _VELOCITY[1]
-  inside[y0 + margin:y0 + _SIZE - margin, x0 + margin:x0 + _SIZE - margin] = True
+  inside[y0 + margin : y0 + _SIZE - margin, x0 + margin : x0 + _SIZE - margin] = True
   return inside
 
 
@@ -402,8 +414,7 @@ def test_known_motion(square_video, accumulate):
     # Inside the square, most pixels carry exactly the motion, and none carries a wrong one.
     assert ((moving == _VELOCITY).all(-1)).mean() > 0.4, t
     assert ((moving == _VELOCITY).all(-1) | (moving == 0).all(-1)).all(), t
-    values, counts = np.unique(gop.motion_vectors[t - 1][_inside_square(t, margin=8)], axis=0,
-                               return_counts=True)
+    values, counts = np.unique(gop.motion_vectors[t - 1][_inside_square(t, margin=8)], axis=0, return_counts=True)
     np.testing.assert_array_equal(values[counts.argmax()], expected)
     tracked = inside & (gop.motion_vectors[t - 1] == expected).all(-1)
     assert np.abs(gop.residuals[t - 1][tracked]).mean() < 3, t
@@ -430,8 +441,9 @@ def test_last_frame_is_reachable(square_video, tmp_path):
 
 def test_all_intra_pframe_has_no_side_data(tmp_path):
   # A scene cut at frame 5: the encoder codes that P-frame all intra, so it exports no vectors.
-  cut = np.concatenate([videos.moving_square_frames(14, 64, 96, seed=0)[:5],
-                        videos.moving_square_frames(14, 64, 96, seed=1)[5:]])
+  cut = np.concatenate(
+      [videos.moving_square_frames(14, 64, 96, seed=0)[:5], videos.moving_square_frames(14, 64, 96, seed=1)[5:]]
+  )
   source = videos.write_video(tmp_path / 'cut.mkv', cut)
   info = codec.reencode(source, tmp_path / 'cut.m4v', width=96, height=64)
   decoded = _decode_with_vectors(info.path)
@@ -442,8 +454,7 @@ def test_all_intra_pframe_has_no_side_data(tmp_path):
     assert gop.block_motion_vectors[4].shape == (0, 7)
     assert not gop.motion_vectors[4].any() and not gop.residuals[4].any()
     np.testing.assert_array_equal(gop.motion_vectors, expected[0]['acc' if accumulate else 'mv'])
-    np.testing.assert_array_equal(gop.residuals,
-                                  expected[0]['res' if accumulate else 'frame_res'])
+    np.testing.assert_array_equal(gop.residuals, expected[0]['res' if accumulate else 'frame_res'])
   assert gop.residuals[5].any()  # the frame after the cut is coded against it again
 
 
@@ -464,8 +475,7 @@ def test_reencode_short_video_and_custom_gop(tmp_path):
 
 def _rgb(frame):
   """A decoded frame as RGB, by the project's machine-independent conversion (codec/stream.py)."""
-  return frame.to_ndarray(format='rgb24', threads=1,
-                          interpolation=Interpolation.BILINEAR | stream_lib.EXACT_TO_RGB)
+  return frame.to_ndarray(format='rgb24', threads=1, interpolation=Interpolation.BILINEAR | stream_lib.EXACT_TO_RGB)
 
 
 def _decode_with_vectors(path):
@@ -476,9 +486,13 @@ def _decode_with_vectors(path):
     result = []
     for frame in container.decode(stream):
       side_data = frame.side_data.get('MOTION_VECTORS')
-      result.append((_rgb(frame),
-                     av.video.frame.PictureType(frame.pict_type).name,
-                     None if side_data is None else motion.block_vectors(side_data.to_ndarray())))
+      result.append(
+          (
+              _rgb(frame),
+              av.video.frame.PictureType(frame.pict_type).name,
+              None if side_data is None else motion.block_vectors(side_data.to_ndarray()),
+          )
+      )
   return result
 
 
@@ -545,8 +559,7 @@ def test_numba_equals_reference_on_every_real_pframe(carphone_340):
       np.testing.assert_array_equal(gop.motion_vectors, want.motion_vectors)
       np.testing.assert_array_equal(gop.residuals, want.residuals)
       np.testing.assert_array_equal(gop.frame_motion_vectors, want.frame_motion_vectors)
-      for blocks, want_blocks in zip(gop.block_motion_vectors, want.block_motion_vectors,
-                                     strict=True):
+      for blocks, want_blocks in zip(gop.block_motion_vectors, want.block_motion_vectors, strict=True):
         np.testing.assert_array_equal(blocks, want_blocks)
       num_pframes += gop.num_pframes
     assert num_pframes == 110
@@ -625,8 +638,9 @@ def test_pixels_do_not_depend_on_the_cpus_simd(real_clips, tmp_path):
   """Re-encoding, extraction and the synthetic writer give the same bytes with FFmpeg's plain C, SSE2
   and this CPU's best SIMD code, as on another machine; FFmpeg's default conversion does not."""
   clip = next(p for p in real_clips if p.name == 'carphone_pristine.mp4')
-  frames = synthetic.render_video(synthetic.SyntheticConfig(width=32, height=32, num_frames=12),
-                                  'rise', np.random.SeedSequence(0))
+  frames = synthetic.render_video(
+      synthetic.SyntheticConfig(width=32, height=32, num_frames=12), 'rise', np.random.SeedSequence(0)
+  )
   outputs, default_rgb = {}, {}
   for name, cpu_flags in (('best', -1), ('plain C', 0), ('SSE2', _SSE2_ONLY)):
     with _ffmpeg_as_on_a_cpu_with(cpu_flags):
@@ -636,8 +650,9 @@ def test_pixels_do_not_depend_on_the_cpus_simd(real_clips, tmp_path):
       with av.open(str(clip)) as container:
         default_rgb[name] = np.stack([f.to_ndarray(format='rgb24') for f in container.decode(video=0)])
     files = [np.fromfile(path, np.uint8) for path in (info.path, tmp_path / f'{name}.avi')]
-    outputs[name] = files + [np.concatenate([g.iframe.ravel(), g.motion_vectors.ravel(),
-                                             g.residuals.ravel()]) for g in gops]
+    outputs[name] = files + [
+        np.concatenate([g.iframe.ravel(), g.motion_vectors.ravel(), g.residuals.ravel()]) for g in gops
+    ]
   for name in ('plain C', 'SSE2'):
     assert len(outputs[name]) == len(outputs['best'])
     for actual, expected in zip(outputs[name], outputs['best']):
@@ -696,7 +711,7 @@ def test_zero_frames(tmp_path):
 def test_truncated_and_corrupt_streams(square_video, tmp_path):
   data = pathlib.Path(square_video[0].path).read_bytes()
   truncated = tmp_path / 'truncated.m4v'
-  truncated.write_bytes(data[:len(data) * 2 // 3])
+  truncated.write_bytes(data[: len(data) * 2 // 3])
   _raises(codec.iter_gops, truncated, 'truncated or corrupt')
   corrupt = bytearray(data)
   for position in np.random.default_rng(0).integers(200, len(data), 40):
@@ -740,11 +755,11 @@ def test_absurd_sizes(square_video, tmp_path):
 
 def test_flow_colours_and_grid():
   from imr_jax import visualization
+
   colours = visualization.flow_to_rgb(np.array([[[0, 0], [4, 0], [-4, 0], [2, 0]]]), 4)
   np.testing.assert_array_equal(colours[0, :3], [[255, 255, 255], [255, 0, 0], [0, 255, 255]])
   assert colours[0, 3, 0] == 255 and 0 < colours[0, 3, 1] < 255  # half length: paler red
-  np.testing.assert_array_equal(visualization.residual_to_rgb(np.array([[[-255, 0, 300]]])),
-                                [[[0, 128, 255]]])
+  np.testing.assert_array_equal(visualization.residual_to_rgb(np.array([[[-255, 0, 300]]])), [[[0, 128, 255]]])
   tile = np.zeros((5, 6, 3), np.uint8)
   grid = visualization.image_grid([[tile, tile], [tile]], padding=2)
   assert grid.shape == (2 + 2 * 7, 2 + 2 * 8, 3)
@@ -752,13 +767,14 @@ def test_flow_colours_and_grid():
   # The key (21 px: centre 10, rim radius 9.5): each pixel coloured as the motion from the centre to it,
   # so white in the middle, near-full red 9 px right, cyan 9 px left, violet up; white outside the disk.
   wheel = visualization.colour_wheel(21, 21)
-  for (y, x) in ((10, 10), (10, 19), (10, 1), (1, 10), (19, 10)):
+  for y, x in ((10, 10), (10, 19), (10, 1), (1, 10), (19, 10)):
     np.testing.assert_array_equal(wheel[y, x], visualization.flow_to_rgb(np.array([[[x - 10, y - 10]]]), 9.5)[0, 0])
   assert wheel[10, 19, 0] == 255 and wheel[10, 19, 1] < 20 and (wheel[0, 0] == 255).all()
 
 
 def test_visualize_cli_draws_a_gop(square_video, tmp_path):
   from data_prep import visualize
+
   picture = visualize.gop_picture(square_video[0].path, 1, mode='both')
   # 5 rows (frame, MV and residual twice) of 64-px tiles; 2 columns (I, P1) of 96-px tiles.
   assert picture.shape[0] > 5 * 64 and picture.shape[1] > 2 * 96 and picture.dtype == np.uint8
@@ -771,15 +787,25 @@ def test_visualize_cli_draws_a_gop(square_video, tmp_path):
 def test_visualize_command_line(square_video, tmp_path):
   import subprocess
   import sys
+
   out = tmp_path / 'gop.png'
-  result = subprocess.run([sys.executable, '-m', 'data_prep.visualize', square_video[0].path,
-                           '--gop=0', f'--out={out}', '--max_width=600'], capture_output=True, text=True,
-                          cwd=pathlib.Path(__file__).parents[1], timeout=120)
+  result = subprocess.run(
+      [sys.executable, '-m', 'data_prep.visualize', square_video[0].path, '--gop=0', f'--out={out}', '--max_width=600'],
+      capture_output=True,
+      text=True,
+      cwd=pathlib.Path(__file__).parents[1],
+      timeout=120,
+  )
   assert result.returncode == 0, result.stderr
   from PIL import Image
+
   width, height = Image.open(out).size
   assert 500 < width <= 600 and height > 5 * 10  # 13 columns of 96 px frames, scaled to fit 600 px
-  result = subprocess.run([sys.executable, '-m', 'data_prep.visualize', str(tmp_path / 'nope.mp4')],
-                          capture_output=True, text=True, cwd=pathlib.Path(__file__).parents[1],
-                          timeout=120)
+  result = subprocess.run(
+      [sys.executable, '-m', 'data_prep.visualize', str(tmp_path / 'nope.mp4')],
+      capture_output=True,
+      text=True,
+      cwd=pathlib.Path(__file__).parents[1],
+      timeout=120,
+  )
   assert result.returncode != 0 and 'no such file' in result.stderr

@@ -27,8 +27,9 @@ from imr_jax.data import pipeline
 from imr_jax.data import schema
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-TINY = synthetic.SyntheticConfig(width=64, height=48, num_frames=30, train_per_class=2, test_per_class=1,
-                                 classes=('rise', 'circle'))
+TINY = synthetic.SyntheticConfig(
+    width=64, height=48, num_frames=30, train_per_class=2, test_per_class=1, classes=('rise', 'circle')
+)
 SETTINGS = convert.Settings(width=64, height=48, gop_size=12)
 QUIET = lambda *args: None
 
@@ -51,8 +52,9 @@ def source(tmp_path_factory):
 def reference(source, tmp_path_factory):
   """An uninterrupted single-process conversion, 2 videos per shard."""
   out = tmp_path_factory.mktemp('reference')
-  manifest = convert.convert(datasets.folder(source, name='synthetic'), out, settings=SETTINGS, videos_per_shard=2,
-                             log=QUIET)
+  manifest = convert.convert(
+      datasets.folder(source, name='synthetic'), out, settings=SETTINGS, videos_per_shard=2, log=QUIET
+  )
   return out, manifest
 
 
@@ -64,14 +66,20 @@ def test_output_loads_and_verifies(reference):
   assert (manifest['encoding'], manifest['width'], manifest['height'], manifest['gop_size']) == ('default', 64, 48, 12)
   assert manifest['failures'] == []
   assert json.loads((out / 'manifest.json').read_text()) == manifest
-  assert sorted(_shards(out)) == ['synthetic-test.tfrecord-00000-of-00001', 'synthetic-train.tfrecord-00000-of-00002',
-                                  'synthetic-train.tfrecord-00001-of-00002']
+  assert sorted(_shards(out)) == [
+      'synthetic-test.tfrecord-00000-of-00001',
+      'synthetic-train.tfrecord-00000-of-00002',
+      'synthetic-train.tfrecord-00001-of-00002',
+  ]
   builder = tfds.builder_from_directory(str(out))
   assert {name: split.num_examples for name, split in builder.info.splits.items()} == {'test': 2, 'train': 4}
   examples = list(builder.as_dataset(split='train'))
   assert sorted(e['video']['id'].numpy().decode() for e in examples) == [
-      'train/circle/circle_000.avi', 'train/circle/circle_001.avi', 'train/rise/rise_000.avi',
-      'train/rise/rise_001.avi']
+      'train/circle/circle_000.avi',
+      'train/circle/circle_001.avi',
+      'train/rise/rise_000.avi',
+      'train/rise/rise_001.avi',
+  ]
   for example in examples:
     assert example['video']['num_frames'] == 30
     assert example['gop']['num_pframes'].numpy().tolist() == [11, 11, 5]
@@ -108,8 +116,9 @@ def test_records_hold_exactly_the_codec_output(real_clips, tmp_path):
 
 
 def test_workers_do_not_change_the_bytes(source, reference, tmp_path):
-  convert.convert(datasets.folder(source, name='synthetic'), tmp_path, settings=SETTINGS, videos_per_shard=2,
-                  workers=2, log=QUIET)
+  convert.convert(
+      datasets.folder(source, name='synthetic'), tmp_path, settings=SETTINGS, videos_per_shard=2, workers=2, log=QUIET
+  )
   assert _shards(tmp_path) == _shards(reference[0])
   fingerprint = verify.fingerprint(tmp_path)
   assert fingerprint == verify.fingerprint(reference[0]) and len(fingerprint) == 12
@@ -125,8 +134,9 @@ def test_resume_redoes_only_unfinished_shards(reference, source, tmp_path):
   (out / '.prep' / 'scratch' / 'video-junk').mkdir(parents=True)
   (out / 'manifest.json').unlink()
   lines = []
-  manifest = convert.convert(datasets.folder(source, name='synthetic'), out, settings=SETTINGS, videos_per_shard=2,
-                             log=lines.append)
+  manifest = convert.convert(
+      datasets.folder(source, name='synthetic'), out, settings=SETTINGS, videos_per_shard=2, log=lines.append
+  )
   assert '1 shards already finished, 4 videos to go' in lines[0]
   assert manifest == reference[1]
   assert _shards(out) == _shards(reference[0])
@@ -138,10 +148,21 @@ def test_resume_after_kill_9(source, tmp_path):
   expected = tmp_path / 'expected'
   convert.convert(datasets.folder(source), expected, settings=SETTINGS, videos_per_shard=1, log=QUIET)
   out = tmp_path / 'out'
-  command = [sys.executable, '-m', 'data_prep.convert', '--dataset=folder', f'--source={source}',
-             f'--output_dir={out}', '--width=64', '--height=48', '--videos_per_shard=1', '--workers=2']
-  job = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                         start_new_session=True)
+  command = [
+      sys.executable,
+      '-m',
+      'data_prep.convert',
+      '--dataset=folder',
+      f'--source={source}',
+      f'--output_dir={out}',
+      '--width=64',
+      '--height=48',
+      '--videos_per_shard=1',
+      '--workers=2',
+  ]
+  job = subprocess.Popen(
+      command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+  )
   deadline = time.monotonic() + 60
   while not (out / '.prep' / 'train-00000.json').exists() and job.poll() is None and time.monotonic() < deadline:
     time.sleep(0.005)
@@ -170,7 +191,7 @@ def bad_source(source, tmp_path):
   shutil.copytree(source / 'test', root / 'train')
   good = root / 'train' / 'rise' / 'rise_000.avi'
   (root / 'train/rise/corrupt.avi').write_bytes(np.random.default_rng(0).bytes(5000))
-  (root / 'train/rise/truncated.avi').write_bytes(good.read_bytes()[:len(good.read_bytes()) // 2])
+  (root / 'train/rise/truncated.avi').write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
   (root / 'train/rise/empty.avi').write_bytes(b'')
   synthetic.write_video(np.zeros((1, 48, 64, 3), np.uint8), root / 'train/rise/one_frame.avi')  # No P-frames.
   _write_audio_only(root / 'train/circle/audio_only.wav')
@@ -182,8 +203,14 @@ def test_bad_videos_are_reported_not_fatal(bad_source, tmp_path):
   lines = []
   manifest = convert.convert(datasets.folder(bad_source), tmp_path, settings=SETTINGS, log=lines.append)
   reasons = {pathlib.Path(f['path']).name: f['reason'] for f in manifest['failures']}
-  assert sorted(reasons) == ['audio_only.wav', 'corrupt.avi', 'empty.avi', 'one_frame.avi', 'readme.txt',
-                             'truncated.avi']
+  assert sorted(reasons) == [
+      'audio_only.wav',
+      'corrupt.avi',
+      'empty.avi',
+      'one_frame.avi',
+      'readme.txt',
+      'truncated.avi',
+  ]
   assert 'no P-frames' in reasons['one_frame.avi']
   assert 'no video stream' in reasons['audio_only.wav']
   assert 'truncated' in reasons['truncated.avi']
@@ -198,17 +225,26 @@ def test_bad_videos_are_reported_not_fatal(bad_source, tmp_path):
 
 def test_strict_stops_at_the_first_failure(bad_source, tmp_path):
   with pytest.raises(convert.VideoFailedError, match='audio_only.wav: .*no video stream'):
-    convert.convert(datasets.folder(bad_source), tmp_path, settings=SETTINGS, videos_per_shard=1, strict=True,
-                    log=QUIET)
+    convert.convert(
+        datasets.folder(bad_source), tmp_path, settings=SETTINGS, videos_per_shard=1, strict=True, log=QUIET
+    )
   assert not (tmp_path / 'manifest.json').exists()
 
 
 def test_command_line_exit_status(bad_source, tmp_path):
   def run(*flags):
-    return subprocess.run([sys.executable, '-m', 'data_prep.convert', *flags], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
-  result = run('--dataset=folder', f'--source={bad_source}', f'--output_dir={tmp_path / "out"}', '--width=64',
-               '--height=48', '--workers=2')
+    return subprocess.run(
+        [sys.executable, '-m', 'data_prep.convert', *flags], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+
+  result = run(
+      '--dataset=folder',
+      f'--source={bad_source}',
+      f'--output_dir={tmp_path / "out"}',
+      '--width=64',
+      '--height=48',
+      '--workers=2',
+  )
   assert result.returncode == convert.EXIT_VIDEO_FAILURES, result.stderr
   assert '6 videos FAILED' in result.stdout
   result = run('--dataset=ucf101', f'--source={tmp_path / "missing"}', f'--output_dir={tmp_path / "out2"}')
@@ -236,8 +272,13 @@ def test_setup_errors_come_before_any_work(source, tmp_path):
   # A folder holding another conversion is never mixed into.
   convert.convert(listing, tmp_path / 'out', settings=SETTINGS, videos_per_shard=6, log=QUIET)
   with pytest.raises(convert.SetupError, match='differing: settings'):
-    convert.convert(listing, tmp_path / 'out', settings=convert.Settings(width=64, height=48, gop_size=6),
-                    videos_per_shard=6, log=QUIET)
+    convert.convert(
+        listing,
+        tmp_path / 'out',
+        settings=convert.Settings(width=64, height=48, gop_size=6),
+        videos_per_shard=6,
+        log=QUIET,
+    )
 
 
 def test_verify_reports_damage(reference, tmp_path):
@@ -260,8 +301,12 @@ def test_a_split_with_no_videos_still_loads(source, tmp_path):
   """Kinetics with every clip of a split missing: an empty shard, a count of 0, the failures listed."""
   full = datasets.folder(source, name='kinetics400')
   missing = ({'path': 'abc_000001_000011', 'reason': 'missing: no file abc_000001_000011.*'},)
-  listing = datasets.Listing('kinetics400', full.label_names, {'train': full.splits['test'], 'validation': ()},
-                             {'train': (), 'validation': missing})
+  listing = datasets.Listing(
+      'kinetics400',
+      full.label_names,
+      {'train': full.splits['test'], 'validation': ()},
+      {'train': (), 'validation': missing},
+  )
   manifest = convert.convert(listing, tmp_path, settings=SETTINGS, log=QUIET)
   assert manifest['splits'] == {'train': 2, 'validation': 0}
   assert manifest['failures'] == [dict(missing[0], split='validation')]
@@ -275,6 +320,7 @@ def test_damaged_shards_stop_training_before_it_starts_or_at_the_first_bad_read(
   from configs import default  # pylint: disable=g-import-not-at-top
   from imr_jax import cli, preflight  # pylint: disable=g-import-not-at-top
   from imr_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+
   out, manifest = reference
   shard = 'synthetic-train.tfrecord-00000-of-00002'
   assert manifest['shard_bytes'][shard] == (out / shard).stat().st_size
@@ -283,9 +329,12 @@ def test_damaged_shards_stop_training_before_it_starts_or_at_the_first_bad_read(
   truncated = tmp_path / 'truncated'
   shutil.copytree(out, truncated)
   data = (truncated / shard).read_bytes()
-  (truncated / shard).write_bytes(data[:len(data) // 2])
-  with pytest.raises(cli.UserError, match=rf'shard {shard} is {len(data) // 2} bytes but was written with '
-                                          rf'{len(data)}.*python -m data_prep.verify {truncated}'):
+  (truncated / shard).write_bytes(data[: len(data) // 2])
+  with pytest.raises(
+      cli.UserError,
+      match=rf'shard {shard} is {len(data) // 2} bytes but was written with '
+      rf'{len(data)}.*python -m data_prep.verify {truncated}',
+  ):
     preflight.check_data(str(truncated), ('train',))
 
   corrupt = tmp_path / 'corrupt'
@@ -304,6 +353,7 @@ def test_damaged_shards_stop_training_before_it_starts_or_at_the_first_bad_read(
 
 def test_the_three_official_splits_in_one_directory_store_each_video_once(source, tmp_path):
   from tests import test_datasets  # pylint: disable=g-import-not-at-top
+
   ucf, videos = test_datasets._ucf101_three_splits(tmp_path)  # pylint: disable=protected-access
   clips = sorted(source.rglob('[!.]*.avi'))
   for i, path in enumerate(sorted(ucf.rglob('*.avi'))):  # real videos under UCF101's names

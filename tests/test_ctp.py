@@ -24,15 +24,15 @@ def make_config(name='ctp', classes=ctp.CLASSES, num_gops=3):
   config.task = ml_collections.ConfigDict({'name': name})
   config.data = ml_collections.ConfigDict({'num_gops': num_gops, 'p_per_gop': 2})
   config.ctp = ml_collections.ConfigDict({'classes': classes, 'hidden_dim': 8, 'loss_weight': 1.0})
-  config.pmsp = ml_collections.ConfigDict({'grid_sizes': (2,), 'temporal_bins': (1, num_gops),
-                                           'hidden_dim': 8, 'label_mode': 'argmax', 'loss_weight': 0.5})
+  config.pmsp = ml_collections.ConfigDict(
+      {'grid_sizes': (2,), 'temporal_bins': (1, num_gops), 'hidden_dim': 8, 'label_mode': 'argmax', 'loss_weight': 0.5}
+  )
   return config
 
 
 def frame_ids(batch_size, num_gops, p_per_gop, offset=0):
   """float32 (B, G * p): id = offset + 1000 b + 10 g + j of P-frame j of GOP g of example b."""
-  b, g, j = np.meshgrid(np.arange(batch_size), np.arange(num_gops), np.arange(p_per_gop),
-                        indexing='ij')
+  b, g, j = np.meshgrid(np.arange(batch_size), np.arange(num_gops), np.arange(p_per_gop), indexing='ij')
   return (offset + 1000 * b + 10 * g + j).reshape(batch_size, -1).astype(np.float32)
 
 
@@ -41,15 +41,16 @@ def make_batch(batch_size, num_gops=3, p_per_gop=2, size=2, shifted=True):
   ids = frame_ids(batch_size, num_gops, p_per_gop)[:, :, None, None, None]
   ones = np.ones((1, 1, size, size, 1), np.float32)
   batch = {
-      'iframes': np.random.default_rng(0).normal(
-          size=(batch_size, num_gops, size, size, 3)).astype(np.float32),
+      'iframes': np.random.default_rng(0).normal(size=(batch_size, num_gops, size, size, 3)).astype(np.float32),
       'motion_vectors': np.concatenate([ids, -ids], axis=-1) * ones,
       'residuals': np.concatenate([ids, ids + 1, ids + 2], axis=-1) * ones,
       'motion_energy': np.zeros((batch_size, num_gops, size, size), np.float32),
   }
   if shifted:
-    batch['shifted'] = {'motion_vectors': batch['motion_vectors'] + SHIFTED_ID * np.array([1, -1], np.float32),
-                        'residuals': batch['residuals'] + SHIFTED_ID}
+    batch['shifted'] = {
+        'motion_vectors': batch['motion_vectors'] + SHIFTED_ID * np.array([1, -1], np.float32),
+        'residuals': batch['residuals'] + SHIFTED_ID,
+    }
   return batch
 
 
@@ -196,8 +197,7 @@ def test_pmsp_ctp_labels_follow_the_p_frames_shown(with_shifted_energy):
   np.testing.assert_array_equal(targets['pmsp']['2x2_3']['label'], expected['label'])
   valid = np.ones(16) if with_shifted_energy else (kinds != ctp.SHIFTED).astype(np.float32)
   np.testing.assert_array_equal(targets['pmsp']['2x2_3']['valid'], valid[:, None] * np.ones(3))
-  outputs = {'pmsp': {'2x2_1': jnp.zeros((16, 1, 4)), '2x2_3': jnp.zeros((16, 3, 4))},
-             'ctp': jnp.zeros((16, 4))}
+  outputs = {'pmsp': {'2x2_1': jnp.zeros((16, 1, 4)), '2x2_3': jnp.zeros((16, 3, 4))}, 'ctp': jnp.zeros((16, 4))}
   loss, metrics = task.loss_and_metrics(outputs, targets, jnp.ones(16))
   # Two uniform-logit losses of 4 classes, weighted 0.5 and 1 (exact) and added (u of the sum).
   bound = 2 * numerics.cross_entropy_bound(4, 0, np.log(4)) + numerics.gamma(1) * 1.5 * np.log(4)

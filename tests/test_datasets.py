@@ -28,15 +28,24 @@ def _write(path: pathlib.Path, text: str) -> None:
 @pytest.fixture
 def ucf101(tmp_path):
   source = tmp_path / 'UCF-101'
-  _touch(source, 'ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi', 'ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi',
-         'HandstandPushups/v_HandStandPushups_g08_c01.avi', 'HandstandPushups/v_HandStandPushups_g01_c01.avi')
+  _touch(
+      source,
+      'ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi',
+      'ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi',
+      'HandstandPushups/v_HandStandPushups_g08_c01.avi',
+      'HandstandPushups/v_HandStandPushups_g01_c01.avi',
+  )
   lists = tmp_path / 'ucfTrainTestlist'
   _write(lists / 'classInd.txt', '1 ApplyEyeMakeup\n2 HandstandPushups\n')
-  _write(lists / 'trainlist01.txt', 'HandstandPushups/v_HandStandPushups_g08_c01.avi 2\n'
-                                    'ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\n')
+  _write(
+      lists / 'trainlist01.txt',
+      'HandstandPushups/v_HandStandPushups_g08_c01.avi 2\n' 'ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\n',
+  )
   # The official test list spells one class folder differently from classInd.txt.
-  _write(lists / 'testlist01.txt', 'ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi\r\n'
-                                   'HandstandPushups/v_HandStandPushups_g01_c01.avi\r\n\r\n')
+  _write(
+      lists / 'testlist01.txt',
+      'ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi\r\n' 'HandstandPushups/v_HandStandPushups_g01_c01.avi\r\n\r\n',
+  )
   _write(lists / 'trainlist02.txt', 'ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi 1\n')
   _write(lists / 'testlist02.txt', 'ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi\n')
   return source, lists
@@ -48,9 +57,13 @@ def test_ucf101_official_split(ucf101):
   assert listing.name == 'ucf101'
   assert listing.label_names == ('ApplyEyeMakeup', 'HandstandPushups')
   assert [(v.video_id, v.label) for v in listing.splits['train']] == [
-      ('ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi', 0), ('HandstandPushups/v_HandStandPushups_g08_c01.avi', 1)]
+      ('ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi', 0),
+      ('HandstandPushups/v_HandStandPushups_g08_c01.avi', 1),
+  ]
   assert [(v.video_id, v.label) for v in listing.splits['test']] == [
-      ('ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi', 0), ('HandstandPushups/v_HandStandPushups_g01_c01.avi', 1)]
+      ('ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi', 0),
+      ('HandstandPushups/v_HandStandPushups_g01_c01.avi', 1),
+  ]
   assert listing.splits['test'][0].path == str(source.resolve() / 'ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi')
   split2 = datasets.ucf101(source, split=2)
   assert [v.video_id for v in split2.splits['train']] == ['ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi']
@@ -86,8 +99,10 @@ def _ucf101_three_splits(tmp_path):
   _write(lists / 'classInd.txt', '1 ApplyEyeMakeup\n2 Knitting\n')
   for split in (1, 2, 3):
     _write(lists / f'testlist0{split}.txt', ''.join(f'{v}\n' for v in videos[split]))
-    _write(lists / f'trainlist0{split}.txt', ''.join(
-        f'{v} {classes.index(v.split("/")[0]) + 1}\n' for g in (1, 2, 3, 4) if g != split for v in videos[g]))
+    _write(
+        lists / f'trainlist0{split}.txt',
+        ''.join(f'{v} {classes.index(v.split("/")[0]) + 1}\n' for g in (1, 2, 3, 4) if g != split for v in videos[g]),
+    )
   return source, videos
 
 
@@ -95,8 +110,12 @@ def test_all_ucf101_splits_store_each_video_once(tmp_path):
   source, videos = _ucf101_three_splits(tmp_path)
   listing = datasets.load('ucf101', source, split='all')
   parts = {name: [v.video_id for v in part] for name, part in listing.splits.items()}
-  assert parts == {'part_test_train_train': videos[1], 'part_train_test_train': videos[2],
-                   'part_train_train_test': videos[3], 'part_train_train_train': videos[4]}
+  assert parts == {
+      'part_test_train_train': videos[1],
+      'part_train_test_train': videos[2],
+      'part_train_train_test': videos[3],
+      'part_train_train_train': videos[4],
+  }
   assert sum(map(len, parts.values())) == 8  # every video once
   for number in (1, 2, 3):
     one = datasets.ucf101(source, split=number)
@@ -111,9 +130,12 @@ def test_all_hmdb51_splits_name_unused_videos(hmdb51):
   _write(lists / 'climb_test_split3.txt', 'd.avi 1\ne.avi 2\n')
   listing = datasets.hmdb51(source, split='all')
   assert {name: [v.video_id for v in part] for name, part in listing.splits.items()} == {
-      'part_none_train_test': ['brush_hair/c.avi'], 'part_train_none_test': ['climb/e.avi'],
-      'part_train_test_train': ['brush_hair/a.avi'], 'part_test_train_train': ['brush_hair/b.avi'],
-      'part_test_none_train': ['climb/d.avi']}
+      'part_none_train_test': ['brush_hair/c.avi'],
+      'part_train_none_test': ['climb/e.avi'],
+      'part_train_test_train': ['brush_hair/a.avi'],
+      'part_test_train_train': ['brush_hair/b.avi'],
+      'part_test_none_train': ['climb/d.avi'],
+  }
   assert listing.unions['train1'] == ('part_train_none_test', 'part_train_test_train')
   assert listing.unions['test3'] == ('part_none_train_test', 'part_train_none_test')
 
@@ -163,11 +185,18 @@ def test_hmdb51_errors(hmdb51):
 def kinetics(tmp_path):
   source = tmp_path / 'kinetics'
   # One downloader writes class folders, another flat folders; both are found by clip name.
-  _touch(source, 'train/abseiling/aaa_000010_000020.mp4', 'train/air drumming/bbb_000000_000010.mp4',
-         'val/ccc_000005_000015.mkv', 'test/ddd_000001_000011.mp4')
+  _touch(
+      source,
+      'train/abseiling/aaa_000010_000020.mp4',
+      'train/air drumming/bbb_000000_000010.mp4',
+      'val/ccc_000005_000015.mkv',
+      'test/ddd_000001_000011.mp4',
+  )
   header = 'label,youtube_id,time_start,time_end,split\n'
-  _write(source / 'annotations/train.csv', header + 'abseiling,aaa,10,20,train\n"air drumming",bbb,0,10,train\n'
-         'abseiling,zzz,3,13,train\n')
+  _write(
+      source / 'annotations/train.csv',
+      header + 'abseiling,aaa,10,20,train\n"air drumming",bbb,0,10,train\n' 'abseiling,zzz,3,13,train\n',
+  )
   _write(source / 'annotations/validate.csv', header + '"air drumming",ccc,5,15,val\n')
   _write(source / 'annotations/test.csv', 'youtube_id,time_start,time_end,split\nddd,1,11,test\n')
   return source
@@ -176,8 +205,10 @@ def kinetics(tmp_path):
 def test_kinetics400(kinetics):
   listing = datasets.load('kinetics400', kinetics)
   assert listing.label_names == ('abseiling', 'air drumming')
-  assert [(v.video_id, v.label) for v in listing.splits['train']] == [('aaa_000010_000020', 0),
-                                                                      ('bbb_000000_000010', 1)]
+  assert [(v.video_id, v.label) for v in listing.splits['train']] == [
+      ('aaa_000010_000020', 0),
+      ('bbb_000000_000010', 1),
+  ]
   assert [(v.video_id, v.label) for v in listing.splits['validation']] == [('ccc_000005_000015', 1)]
   assert listing.splits['validation'][0].path.endswith('val/ccc_000005_000015.mkv')
   assert [(v.video_id, v.label) for v in listing.splits['test']] == [('ddd_000001_000011', -1)]
@@ -229,13 +260,17 @@ def test_folder_errors(tmp_path):
 
 # ---------------------------------------------------------------------------------------------------- synthetic
 
-TINY = synthetic.SyntheticConfig(width=64, height=48, num_frames=24, train_per_class=2, test_per_class=1,
-                                 classes=('rise', 'sweep'))
+TINY = synthetic.SyntheticConfig(
+    width=64, height=48, num_frames=24, train_per_class=2, test_per_class=1, classes=('rise', 'sweep')
+)
 
 
 def _digest(root: pathlib.Path) -> dict[str, str]:
-  return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-          for p in sorted(root.rglob('*')) if p.is_file()}
+  return {
+      str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+      for p in sorted(root.rglob('*'))
+      if p.is_file()
+  }
 
 
 def test_synthetic_is_deterministic_and_a_folder_dataset(tmp_path):
@@ -292,8 +327,9 @@ def test_synthetic_motion_defines_the_class(seed):
 def test_synthetic_render_is_deterministic():
   config = synthetic.SyntheticConfig(width=32, height=24, num_frames=3)
   seed = synthetic.video_seed(config, 'train', 'circle', 1)
-  np.testing.assert_array_equal(synthetic.render_video(config, 'circle', seed),
-                                synthetic.render_video(config, 'circle', seed))
+  np.testing.assert_array_equal(
+      synthetic.render_video(config, 'circle', seed), synthetic.render_video(config, 'circle', seed)
+  )
 
 
 def test_synthetic_classes_all_render():
@@ -305,8 +341,11 @@ def test_synthetic_classes_all_render():
 
 
 def test_hold_out_validation_is_stratified_and_depends_only_on_ids():
-  videos = tuple(datasets.Video(f'c{label}/v{i}', f'/x/c{label}/v{i}.avi', label)
-                 for label, count in ((0, 10), (1, 5), (2, 1)) for i in range(count))
+  videos = tuple(
+      datasets.Video(f'c{label}/v{i}', f'/x/c{label}/v{i}.avi', label)
+      for label, count in ((0, 10), (1, 5), (2, 1))
+      for i in range(count)
+  )
   listing = datasets.Listing('toy', ('a', 'b', 'c'), {'train': videos, 'test': videos[:2]})
   carved = datasets.hold_out_validation(listing, 0.2)
   validation = carved.splits[datasets.VALIDATION]
@@ -316,8 +355,7 @@ def test_hold_out_validation_is_stratified_and_depends_only_on_ids():
   assert carved.splits['test'] == listing.splits['test']
   # More videos of other classes do not move this class's choice.
   extra = tuple(datasets.Video(f'c3/v{i}', f'/x/c3/v{i}.avi', 3) for i in range(4))
-  bigger = datasets.hold_out_validation(
-      datasets.Listing('toy', ('a', 'b', 'c', 'd'), {'train': videos + extra}), 0.2)
+  bigger = datasets.hold_out_validation(datasets.Listing('toy', ('a', 'b', 'c', 'd'), {'train': videos + extra}), 0.2)
   assert {v for v in bigger.splits[datasets.VALIDATION] if v.label < 3} == set(validation)
   with pytest.raises(datasets.DatasetError, match='validation'):
     datasets.hold_out_validation(carved, 0.2)

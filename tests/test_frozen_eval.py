@@ -30,8 +30,7 @@ def test_retrieval_by_hand():
   result = frozen_eval.retrieval(queries, np.array([0, 2]), gallery, gallery_labels, ks=(1, 2, 3))
   assert result == {'R@1': 0.5, 'R@2': 1.0, 'R@3': 1.0}
   # Cosine similarity ignores length.
-  assert frozen_eval.retrieval(queries * 7, np.array([0, 2]), gallery, gallery_labels,
-                               ks=(1,)) == {'R@1': 0.5}
+  assert frozen_eval.retrieval(queries * 7, np.array([0, 2]), gallery, gallery_labels, ks=(1,)) == {'R@1': 0.5}
 
 
 def test_clustered_features_retrieve_their_class_first():
@@ -77,11 +76,27 @@ def test_stratified_split_holds_out_each_class():
 def test_cli_writes_frozen_metrics(tmp_path):
   for split, per_class in (('train', 10), ('test', 3)):
     features, labels = clustered(per_class=per_class)
-    np.savez(tmp_path / f'{split}.npz', features=features.astype(np.float32), labels=labels,
-             label_names=np.array(['a', 'b', 'c', 'd']), video_ids=np.array([f'v{i}' for i in labels]))
-  output = subprocess.run([sys.executable, '-m', 'imr_jax.frozen_eval', f'--train={tmp_path / "train.npz"}',
-                           f'--test={tmp_path / "test.npz"}', f'--output_dir={tmp_path / "out"}'],
-                          cwd=REPO, capture_output=True, text=True, check=True).stdout
+    np.savez(
+        tmp_path / f'{split}.npz',
+        features=features.astype(np.float32),
+        labels=labels,
+        label_names=np.array(['a', 'b', 'c', 'd']),
+        video_ids=np.array([f'v{i}' for i in labels]),
+    )
+  output = subprocess.run(
+      [
+          sys.executable,
+          '-m',
+          'imr_jax.frozen_eval',
+          f'--train={tmp_path / "train.npz"}',
+          f'--test={tmp_path / "test.npz"}',
+          f'--output_dir={tmp_path / "out"}',
+      ],
+      cwd=REPO,
+      capture_output=True,
+      text=True,
+      check=True,
+  ).stdout
   metrics = json.loads((tmp_path / 'out' / frozen_eval.METRICS_FILE).read_text())
   assert metrics['retrieval']['R@1'] == 1.0 and metrics['linear_probe']['accuracy'] == 1.0
   assert metrics['num_test'] == 12 and metrics['chance'] == 0.25

@@ -43,12 +43,15 @@ def as_float32(values):
 
 
 def test_read_scalars_returns_exactly_the_logged_values(tmp_path):
-  write_run(tmp_path, [
-      (10, {'train/loss': 2.5, 'train/accuracy/2x2_5': 0.1, 'steps_per_sec': 7.3}),
-      (20, {'train/loss': 1.7, 'train/accuracy/2x2_5': 0.3, 'steps_per_sec': 7.9}),
-      (20, {'eval/loss': 1.9}),  # a second write at the same step, as the trainer's eval does
-      (30, {'train/loss': 0.9, 'train/accuracy/2x2_5': 0.45}),
-  ])
+  write_run(
+      tmp_path,
+      [
+          (10, {'train/loss': 2.5, 'train/accuracy/2x2_5': 0.1, 'steps_per_sec': 7.3}),
+          (20, {'train/loss': 1.7, 'train/accuracy/2x2_5': 0.3, 'steps_per_sec': 7.9}),
+          (20, {'eval/loss': 1.9}),  # a second write at the same step, as the trainer's eval does
+          (30, {'train/loss': 0.9, 'train/accuracy/2x2_5': 0.45}),
+      ],
+  )
 
   curves = learning_curves.read_scalars(tmp_path)
 
@@ -108,7 +111,7 @@ def test_run_names_are_the_shortest_distinct_path_endings():
 
 def color_near(image, color, tolerance=40):
   """How many pixels lie within `tolerance` (max abs difference per channel) of `color` ('#rrggbb')."""
-  rgb = np.array([int(color[i:i + 2], 16) for i in (1, 3, 5)])
+  rgb = np.array([int(color[i : i + 2], 16) for i in (1, 3, 5)])
   pixels = np.asarray(image.convert('RGB'), np.int32)
   return int((np.abs(pixels - rgb).max(axis=-1) <= tolerance).sum())
 
@@ -117,8 +120,13 @@ def test_plot_curves_draws_one_panel_per_metric_in_rows_of_three(tmp_path):
   steps = np.arange(1, 41, dtype=np.int64)
   loss = learning_curves.Curve(steps, np.exp(-steps / 10.0))
   diverged = learning_curves.Curve(steps, np.where(steps == 20, np.nan, 1.0 / steps))
-  curves = {'train/loss': loss, 'eval/loss': learning_curves.Curve(steps[::10], loss.values[::10]),
-            'train/a': diverged, 'train/b': loss, 'train/c': loss}
+  curves = {
+      'train/loss': loss,
+      'eval/loss': learning_curves.Curve(steps[::10], loss.values[::10]),
+      'train/a': diverged,
+      'train/b': loss,
+      'train/c': loss,
+  }
   out = tmp_path / 'curves.png'
 
   panels = learning_curves.plot_curves({'pmsp': curves}, out)
@@ -137,12 +145,12 @@ def test_plot_curves_draws_one_panel_per_metric_in_rows_of_three(tmp_path):
 def test_runs_of_different_tasks_get_their_own_panels(tmp_path):
   curve = learning_curves.Curve(np.arange(1, 4), np.array([0.2, 0.4, 0.5]))
   curves = {'pretraining': {'train/accuracy': curve}, 'finetuning': {'train/accuracy': curve}}
-  panels = learning_curves.plot_curves(curves, tmp_path / 'a.png',
-                                       tasks={'pretraining': 'pmsp', 'finetuning': 'classification'})
+  panels = learning_curves.plot_curves(
+      curves, tmp_path / 'a.png', tasks={'pretraining': 'pmsp', 'finetuning': 'classification'}
+  )
   assert [panel['title'] for panel in panels] == ['accuracy (classification)', 'accuracy (pmsp)']
   assert [len(panel['lines']) for panel in panels] == [1, 1]
-  same = learning_curves.plot_curves(curves, tmp_path / 'b.png', tasks={'pretraining': 'pmsp',
-                                                                          'finetuning': 'pmsp'})
+  same = learning_curves.plot_curves(curves, tmp_path / 'b.png', tasks={'pretraining': 'pmsp', 'finetuning': 'pmsp'})
   assert [(panel['title'], len(panel['lines'])) for panel in same] == [('accuracy', 2)]
 
 
@@ -153,26 +161,45 @@ def test_plot_curves_with_no_matching_metric_lists_what_there_is(tmp_path):
 
 
 def run_cli(*args):
-  return subprocess.run([sys.executable, '-m', 'imr_jax.learning_curves', *map(str, args)],
-                        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False)
+  return subprocess.run(
+      [sys.executable, '-m', 'imr_jax.learning_curves', *map(str, args)],
+      cwd=REPO_ROOT,
+      capture_output=True,
+      text=True,
+      timeout=120,
+      check=False,
+  )
 
 
 def test_cli_draws_every_run_into_one_png(tmp_path):
   for name, scale, task in (('pmsp', 1.0, 'pmsp'), ('ctp', 2.0, 'ctp')):
-    write_run(tmp_path / 'runs' / name, [
-        (step, {'train/loss': scale / step, 'train/accuracy': 1 - scale / step, 'steps_per_sec': 3.0,
-                **({'eval/loss': 1.5 * scale / step} if step % 4 == 0 else {})})
-        for step in range(1, 13)])
+    write_run(
+        tmp_path / 'runs' / name,
+        [
+            (
+                step,
+                {
+                    'train/loss': scale / step,
+                    'train/accuracy': 1 - scale / step,
+                    'steps_per_sec': 3.0,
+                    **({'eval/loss': 1.5 * scale / step} if step % 4 == 0 else {}),
+                },
+            )
+            for step in range(1, 13)
+        ],
+    )
     (tmp_path / 'runs' / name / 'config.json').write_text(
-        json.dumps({'command': [], 'config': {'task': {'name': task}}}))
+        json.dumps({'command': [], 'config': {'task': {'name': task}}})
+    )
   out = tmp_path / 'curves.png'
 
   result = run_cli(tmp_path / 'runs' / 'pmsp', tmp_path / 'runs' / 'ctp', f'--out={out}')
 
   assert result.returncode == 0, result.stderr
   # By default loss and accuracy only (no steps_per_sec); the two tasks' accuracies kept apart.
-  assert ('4 panels: accuracy (ctp), accuracy (pmsp), loss (ctp), loss (pmsp)): pmsp, ctp'
-          in result.stdout), result.stdout
+  assert (
+      '4 panels: accuracy (ctp), accuracy (pmsp), loss (ctp), loss (pmsp)): pmsp, ctp' in result.stdout
+  ), result.stdout
   with Image.open(out) as image:
     legend = image.crop((0, 0, image.size[0], 50))
     for color in learning_curves.RUN_COLORS[:2]:

@@ -20,13 +20,18 @@ QUICK_COMPILE = ' --xla_backend_optimization_level=0 --xla_llvm_disable_expensiv
 
 
 def _env() -> dict[str, str]:
-  return {**os.environ, 'JAX_PLATFORMS': 'cpu', 'CUDA_VISIBLE_DEVICES': '',
-          'XLA_FLAGS': os.environ.get('XLA_FLAGS', '') + QUICK_COMPILE}
+  return {
+      **os.environ,
+      'JAX_PLATFORMS': 'cpu',
+      'CUDA_VISIBLE_DEVICES': '',
+      'XLA_FLAGS': os.environ.get('XLA_FLAGS', '') + QUICK_COMPILE,
+  }
 
 
 def _run(args: list[str], timeout: int = 300) -> str:
-  result = subprocess.run([sys.executable, *args], cwd=REPO, env=_env(), capture_output=True, text=True,
-                          timeout=timeout)
+  result = subprocess.run(
+      [sys.executable, *args], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout
+  )
   output = result.stdout + result.stderr
   assert result.returncode == 0, output[-4000:]
   return output
@@ -36,15 +41,28 @@ def _run(args: list[str], timeout: int = 300) -> str:
 def synthetic_data(tmp_path_factory) -> pathlib.Path:
   """6 tiny videos (2 classes, 32x32, 24 frames = 2 GOPs) converted by the real data_prep job."""
   root = tmp_path_factory.mktemp('synthetic')
-  _run(['-m', 'data_prep.convert', '--dataset=synthetic', f'--source={root / "videos"}',
-        f'--output_dir={root / "data"}', '--synthetic_width=32', '--synthetic_height=32',
-        '--synthetic_num_frames=24', '--synthetic_train_per_class=2', '--synthetic_test_per_class=1',
-        '--synthetic_classes=rise,fall', '--workers=1'])
+  _run(
+      [
+          '-m',
+          'data_prep.convert',
+          '--dataset=synthetic',
+          f'--source={root / "videos"}',
+          f'--output_dir={root / "data"}',
+          '--synthetic_width=32',
+          '--synthetic_height=32',
+          '--synthetic_num_frames=24',
+          '--synthetic_train_per_class=2',
+          '--synthetic_test_per_class=1',
+          '--synthetic_classes=rise,fall',
+          '--workers=1',
+      ]
+  )
   return root / 'data'
 
 
 def _scalar_tags(workdir: pathlib.Path) -> set[str]:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
   tags = set()
   for path in workdir.glob('events.out.tfevents.*'):
     for event in tf.compat.v1.train.summary_iterator(str(path)):
@@ -56,8 +74,14 @@ def _scalar_tags(workdir: pathlib.Path) -> set[str]:
 def pretrained(synthetic_data, tmp_path_factory) -> pathlib.Path:
   """A 2-step PMSP run of main.py (the tiny config)."""
   workdir = tmp_path_factory.mktemp('runs') / 'pmsp'
-  output = _run(['main.py', '--config=configs/pmsp.py:tiny', f'--workdir={workdir}',
-                 f'--config.dataset.data_dir={synthetic_data}'])
+  output = _run(
+      [
+          'main.py',
+          '--config=configs/pmsp.py:tiny',
+          f'--workdir={workdir}',
+          f'--config.dataset.data_dir={synthetic_data}',
+      ]
+  )
   assert 'compiling, this can take a minute' in output
   return workdir
 
@@ -77,25 +101,39 @@ def _checkpoint_leaves(workdir: pathlib.Path, step: int) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from imr_jax import checkpoints, parallel  # pylint: disable=g-import-not-at-top
+
   restored, _ = checkpoints.restore_raw(str(workdir), parallel.replicated(parallel.make_mesh()), step)
-  return {jax.tree_util.keystr(path): np.asarray(value)
-          for path, value in jax.tree_util.tree_leaves_with_path(restored)}
+  return {
+      jax.tree_util.keystr(path): np.asarray(value) for path, value in jax.tree_util.tree_leaves_with_path(restored)
+  }
 
 
-def test_preempted_then_killed_run_ends_with_the_parameters_of_an_uninterrupted_one(synthetic_data,
-                                                                                    tmp_path):
+def test_preempted_then_killed_run_ends_with_the_parameters_of_an_uninterrupted_one(synthetic_data, tmp_path):
   """SIGTERM (saves its step, exits 143), rerun, kill -9 between checkpoints, rerun: bit-identical."""
   import numpy as np  # pylint: disable=g-import-not-at-top
+
   steps = 14
-  args = ['main.py', '--config=configs/pmsp.py:tiny', f'--config.dataset.data_dir={synthetic_data}',
-          f'--config.num_train_steps={steps}', '--config.checkpoint_every_steps=4',
-          '--config.log_every_steps=1', '--config.eval_every_steps=1000']
+  args = [
+      'main.py',
+      '--config=configs/pmsp.py:tiny',
+      f'--config.dataset.data_dir={synthetic_data}',
+      f'--config.num_train_steps={steps}',
+      '--config.checkpoint_every_steps=4',
+      '--config.log_every_steps=1',
+      '--config.eval_every_steps=1000',
+  ]
   straight, interrupted = tmp_path / 'straight', tmp_path / 'interrupted'
   _run(args + [f'--workdir={straight}'])
 
   def start(stdout=subprocess.PIPE):
-    return subprocess.Popen([sys.executable, *args, f'--workdir={interrupted}'], cwd=REPO, env=_env(),
-                            stdout=stdout, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, *args, f'--workdir={interrupted}'],
+        cwd=REPO,
+        env=_env(),
+        stdout=stdout,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
   # A preemption notice during start-up: the run saves the step it is at and exits with 143.
   process = start()
@@ -134,28 +172,55 @@ def test_preempted_then_killed_run_ends_with_the_parameters_of_an_uninterrupted_
 
 def test_fine_tuning_from_the_pretraining_run_then_evaluating_it(pretrained, synthetic_data, tmp_path):
   workdir = tmp_path / 'finetune'
-  _run(['main.py', '--config=configs/finetune.py:synthetic:tiny', f'--workdir={workdir}',
-        f'--config.dataset.data_dir={synthetic_data}', f'--config.init_from={pretrained}'])
+  _run(
+      [
+          'main.py',
+          '--config=configs/finetune.py:synthetic:tiny',
+          f'--workdir={workdir}',
+          f'--config.dataset.data_dir={synthetic_data}',
+          f'--config.init_from={pretrained}',
+      ]
+  )
   final = json.loads((workdir / 'final_metrics.json').read_text())
   assert final['step'] == 2
   assert 0.0 <= final['clip_accuracy'] <= 1.0 and 0.0 <= final['video_accuracy'] <= 1.0
   assert final['num_videos'] == 2  # the test split: 2 classes x 1 video
 
-  output = _run(['-m', 'imr_jax.evaluate', '--config=configs/finetune.py:synthetic:tiny',
-                 f'--workdir={workdir}', f'--config.dataset.data_dir={synthetic_data}',
-                 '--config.data.eval_num_clips=3'])
+  output = _run(
+      [
+          '-m',
+          'imr_jax.evaluate',
+          '--config=configs/finetune.py:synthetic:tiny',
+          f'--workdir={workdir}',
+          f'--config.dataset.data_dir={synthetic_data}',
+          '--config.data.eval_num_clips=3',
+      ]
+  )
   evaluation = json.loads((workdir / 'eval_test_step2.json').read_text())
   assert evaluation['num_videos'] == 2 and 'video_accuracy' in output
   assert 0.0 <= evaluation['video_accuracy'] <= 1.0
 
 
 CONFIGS = [
-    ('pmsp', ''), ('pmsp', 'demo'), ('pmsp', 'r50:bf16'), ('ctp', ''), ('ctp', 'binary:demo'),
-    ('pmsp_ctp', 'demo'), ('aot', 'tiny'), ('rotation', 'tiny'), ('infonce', 'tiny'),
-    ('supervised', 'ucf101:1'), ('supervised', 'hmdb51:3:r50'), ('supervised', 'synthetic:demo'),
-    ('supervised', 'ucf101:1:no_connection'), ('supervised', 'ucf101:1:unidirectional'),
-    ('supervised', 'ucf101:1:no_conv'), ('supervised', 'ucf101:1:no_attention'),
-    ('supervised', 'ucf101:1:coviar:tiny'), ('finetune', 'hmdb51:2'), ('finetune', 'synthetic:tiny'),
+    ('pmsp', ''),
+    ('pmsp', 'demo'),
+    ('pmsp', 'r50:bf16'),
+    ('ctp', ''),
+    ('ctp', 'binary:demo'),
+    ('pmsp_ctp', 'demo'),
+    ('aot', 'tiny'),
+    ('rotation', 'tiny'),
+    ('infonce', 'tiny'),
+    ('supervised', 'ucf101:1'),
+    ('supervised', 'hmdb51:3:r50'),
+    ('supervised', 'synthetic:demo'),
+    ('supervised', 'ucf101:1:no_connection'),
+    ('supervised', 'ucf101:1:unidirectional'),
+    ('supervised', 'ucf101:1:no_conv'),
+    ('supervised', 'ucf101:1:no_attention'),
+    ('supervised', 'ucf101:1:coviar:tiny'),
+    ('finetune', 'hmdb51:2'),
+    ('finetune', 'synthetic:tiny'),
 ]
 
 
@@ -164,6 +229,7 @@ def test_every_config_builds_its_model_and_task(name, arg):
   """Every experiment config holds every key the model and task read (no compile, no data)."""
   import importlib  # pylint: disable=g-import-not-at-top
   from imr_jax import train  # pylint: disable=g-import-not-at-top
+
   config = importlib.import_module(f'configs.{name}').get_config(arg)
   model, task = train.build_model_and_task(config, num_classes=5)
   assert model.backbone is not None
@@ -175,18 +241,27 @@ def test_every_config_builds_its_model_and_task(name, arg):
 
 def test_config_variants_are_checked():
   from configs import ctp, supervised  # pylint: disable=g-import-not-at-top
+
   with pytest.raises(ValueError, match="Unknown config variant 'ucf'"):
     supervised.get_config('ucf:1')
   with pytest.raises(ValueError, match='more than one data set'):
     supervised.get_config('ucf101:hmdb51')
   assert ctp.get_config('binary').task.name == 'ctp_binary'
   config = supervised.get_config('hmdb51:2:no_attention')
-  assert (config.dataset.data_dir, config.dataset.train_split, config.dataset.eval_split,
-          config.model.connection_attention) == ('data/hmdb51', 'train2', 'test2', False)
+  assert (
+      config.dataset.data_dir,
+      config.dataset.train_split,
+      config.dataset.eval_split,
+      config.model.connection_attention,
+  ) == ('data/hmdb51', 'train2', 'test2', False)
   # A named data set survives :tiny / :demo (only the network and clips shrink); none named: synthetic.
   config = supervised.get_config('ucf101:1:tiny')
   assert (config.dataset.name, config.dataset.data_dir, config.dataset.eval_split, config.model.depth) == (
-      'ucf101', 'data/ucf101', 'test1', 10)
+      'ucf101',
+      'data/ucf101',
+      'test1',
+      10,
+  )
   assert supervised.get_config('tiny').dataset.name == 'synthetic'
   assert supervised.get_config('synthetic:demo').dataset.data_dir == 'data/synthetic'
   assert supervised.get_config('synthetic:2').dataset.train_split == 'train'  # one split only
@@ -196,6 +271,7 @@ def test_every_config_docstring_gives_a_run_command_that_loads():
   import importlib  # pylint: disable=g-import-not-at-top
   import re  # pylint: disable=g-import-not-at-top
   from imr_jax import cli  # pylint: disable=g-import-not-at-top
+
   configs = cli.available_configs()
   assert 'configs/demo.py' not in configs and 'configs/pmsp.py' in configs  # sizes, not a config
   for path in configs:
@@ -209,17 +285,30 @@ def test_every_config_docstring_gives_a_run_command_that_loads():
 
 def test_demo_sizes_are_the_demos():
   from configs import demo, finetune, pmsp  # pylint: disable=g-import-not-at-top
+
   assert finetune.get_config('synthetic:demo').num_epochs == demo.LABELLED_EPOCHS
   config = pmsp.get_config('demo')
   assert (config.model.depth, tuple(config.model.widths), config.dataset.data_dir) == (
-      10, (8, 16, 32, 64), demo.DATA_DIR)
+      10,
+      (8, 16, 32, 64),
+      demo.DATA_DIR,
+  )
 
 
 def test_clip_picture_command_draws_the_pmsp_grid(synthetic_data, tmp_path):
   output = tmp_path / 'clip.png'
-  printed = _run(['-m', 'data_prep.visualize_clip', f'--data_dir={synthetic_data}',
-                  '--config=configs/pmsp.py:tiny', '--seed=3', f'--output={output}'])
+  printed = _run(
+      [
+          '-m',
+          'data_prep.visualize_clip',
+          f'--data_dir={synthetic_data}',
+          '--config=configs/pmsp.py:tiny',
+          '--seed=3',
+          f'--output={output}',
+      ]
+  )
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   with Image.open(output) as picture:
     width, height = picture.size
     assert picture.mode == 'RGB'
@@ -230,11 +319,21 @@ def test_clip_picture_command_draws_the_pmsp_grid(synthetic_data, tmp_path):
 
 def test_frozen_features_of_a_run_and_of_a_random_init(pretrained, synthetic_data, tmp_path):
   """imr_jax.features reads the pretraining run's backbone; frozen_eval scores the .npz files."""
-  _run(['-m', 'imr_jax.features', '--config=configs/pmsp.py:tiny', f'--workdir={pretrained}',
-        f'--config.dataset.data_dir={synthetic_data}', '--split=train', f'--output={tmp_path / "train.npz"}'])
+  _run(
+      [
+          '-m',
+          'imr_jax.features',
+          '--config=configs/pmsp.py:tiny',
+          f'--workdir={pretrained}',
+          f'--config.dataset.data_dir={synthetic_data}',
+          '--split=train',
+          f'--output={tmp_path / "train.npz"}',
+      ]
+  )
   import numpy as np  # pylint: disable=g-import-not-at-top
   from configs import pmsp  # pylint: disable=g-import-not-at-top
   from imr_jax import features, frozen_eval  # pylint: disable=g-import-not-at-top
+
   trained = frozen_eval.load(tmp_path / 'train.npz')
   manifest = json.loads((synthetic_data / 'manifest.json').read_text())
   assert trained['features'].shape == (4, 3 * 4) and trained['features'].dtype == np.float32

@@ -18,12 +18,25 @@ SIZE = 32
 
 
 def model_config(**overrides) -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict(dict(
-      name='imrnet', depth=10, widths=(8, 16, 32, 64), streams='imr', connections='bidirectional',
-      connection_conv=True, connection_attention=True, i_temporal_strides=(1, 1, 1, 1, 1),
-      p_temporal_strides=(1, 1, 2, 2, 2), dtype='float32', num_classes=7,
-      coviar_iframe_depth=10, coviar_pframe_depth=10,
-      coviar_stream_weights=(2.0, 1.0, 1.0), strided_conv='native'))
+  config = ml_collections.ConfigDict(
+      dict(
+          name='imrnet',
+          depth=10,
+          widths=(8, 16, 32, 64),
+          streams='imr',
+          connections='bidirectional',
+          connection_conv=True,
+          connection_attention=True,
+          i_temporal_strides=(1, 1, 1, 1, 1),
+          p_temporal_strides=(1, 1, 2, 2, 2),
+          dtype='float32',
+          num_classes=7,
+          coviar_iframe_depth=10,
+          coviar_pframe_depth=10,
+          coviar_stream_weights=(2.0, 1.0, 1.0),
+          strided_conv='native',
+      )
+  )
   config.update(overrides)
   return config
 
@@ -33,13 +46,17 @@ def clip_inputs(batch=2, t_i=2, t_p=5, height=SIZE, width=SIZE, seed=0):
   return dict(
       iframes=jax.random.normal(keys[0], (batch, t_i, height, width, 3)),
       motion_vectors=jax.random.normal(keys[1], (batch, t_p, height, width, 2)),
-      residuals=jax.random.normal(keys[2], (batch, t_p, height, width, 3)))
+      residuals=jax.random.normal(keys[2], (batch, t_p, height, width, 3)),
+  )
 
 
 def quick_jit(function, *args):
   """jax.jit(function) compiled for `args` by XLA's cheap CPU pipeline (compiles 2-4x faster)."""
-  return jax.jit(function).lower(*args).compile(compiler_options={
-      'xla_backend_optimization_level': 0, 'xla_llvm_disable_expensive_passes': True})
+  return (
+      jax.jit(function)
+      .lower(*args)
+      .compile(compiler_options={'xla_backend_optimization_level': 0, 'xla_llvm_disable_expensive_passes': True})
+  )
 
 
 def abstract_params(module, inputs):
@@ -77,21 +94,21 @@ def connection_params(params):
 
 # --- temporal alignment -------------------------------------------------------------------------
 
+
 def test_alignment_matrix_pools_repeats_and_interpolates():
   # Each entry is an integer overlap divided by source_length in float64, one rounding (u = 1.1e-16),
   # as are the expected fractions: assert_allclose's default rtol of 1e-7 is far above both.
-  np.testing.assert_allclose(connections.alignment_matrix(6, 2),
-                             [[1 / 3, 1 / 3, 1 / 3, 0, 0, 0], [0, 0, 0, 1 / 3, 1 / 3, 1 / 3]])
+  np.testing.assert_allclose(
+      connections.alignment_matrix(6, 2), [[1 / 3, 1 / 3, 1 / 3, 0, 0, 0], [0, 0, 0, 1 / 3, 1 / 3, 1 / 3]]
+  )
   np.testing.assert_allclose(connections.alignment_matrix(2, 4), [[1, 0], [1, 0], [0, 1], [0, 1]])
   # 3 -> 2: target step 0 covers source [0, 1.5).
-  np.testing.assert_allclose(connections.alignment_matrix(3, 2),
-                             [[2 / 3, 1 / 3, 0], [0, 1 / 3, 2 / 3]])
+  np.testing.assert_allclose(connections.alignment_matrix(3, 2), [[2 / 3, 1 / 3, 0], [0, 1 / 3, 2 / 3]])
   # 2 -> 3: the middle target step straddles both source steps equally.
   np.testing.assert_allclose(connections.alignment_matrix(2, 3), [[1, 0], [0.5, 0.5], [0, 1]])
   np.testing.assert_allclose(connections.alignment_matrix(4, 4), np.eye(4))
   # GOP-major P-frames: P-frame j of GOP g lands on I-frame g.
-  np.testing.assert_allclose(connections.alignment_matrix(25, 5),
-                             np.kron(np.eye(5), np.full((1, 5), 1 / 5)))
+  np.testing.assert_allclose(connections.alignment_matrix(25, 5), np.kron(np.eye(5), np.full((1, 5), 1 / 5)))
 
 
 @pytest.mark.numerics
@@ -104,8 +121,7 @@ def test_align_time_matches_matrix(source_length, target_length):
   # float32: a weighted sum of at most source_length terms, each weight rounded to float32 once (or
   # a mean: a sum and one division), and the float64 reference exact to 1e-15: within
   # gamma(source_length + 1) of sum |w x| (tests/numerics.py).
-  bound = numerics.gamma(source_length + 1) * np.einsum('ts,bshwc->bthwc', matrix,
-                                                       np.abs(np.asarray(x, np.float64)))
+  bound = numerics.gamma(source_length + 1) * np.einsum('ts,bshwc->bthwc', matrix, np.abs(np.asarray(x, np.float64)))
   numerics.assert_within(actual, expected, bound)
 
 
@@ -119,25 +135,23 @@ def test_connection_conv_commutes_with_alignment(source_length, target_length):
   message = connection.apply(variables, source, target)
   kernel = variables['params']['conv']['kernel'][0, 0, 0]  # (4, 6)
   matrix = connections.alignment_matrix(source_length, target_length)
-  expected = np.einsum('ts,bshwc,cd->bthwd', matrix, np.asarray(source, np.float64),
-                       np.asarray(kernel, np.float64))
+  expected = np.einsum('ts,bshwc,cd->bthwd', matrix, np.asarray(source, np.float64), np.asarray(kernel, np.float64))
   # float32: sums over source steps and channels (n = T_s * C_s terms), each term a product of
   # three factors (the rounded weight, the source, the kernel): within gamma(n + 2) of sum |terms|.
   bound = numerics.gamma(source_length * source.shape[-1] + 2) * np.einsum(
-      'ts,bshwc,cd->bthwd', matrix, np.abs(np.asarray(source, np.float64)),
-      np.abs(np.asarray(kernel, np.float64)))
+      'ts,bshwc,cd->bthwd', matrix, np.abs(np.asarray(source, np.float64)), np.abs(np.asarray(kernel, np.float64))
+  )
   numerics.assert_within(message, expected, bound)
 
 
 # --- shapes -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize('t_i, t_p, height, width',
-                         [(5, 25, 32, 32), (2, 5, 32, 48), (3, 7, 40, 24), (1, 1, 16, 16)])
+
+@pytest.mark.parametrize('t_i, t_p, height, width', [(5, 25, 32, 32), (2, 5, 32, 48), (3, 7, 40, 24), (1, 1, 16, 16)])
 def test_imrnet_output_shapes(t_i, t_p, height, width):
   module = models.build_backbone(model_config())
   inputs = clip_inputs(2, t_i, t_p, height, width)
-  out = jax.eval_shape(lambda: module.init_with_output(
-      jax.random.key(0), **inputs, train=False, return_stages=True)[0])
+  out = jax.eval_shape(lambda: module.init_with_output(jax.random.key(0), **inputs, train=False, return_stages=True)[0])
   assert out['features'].shape == (2, 3 * 64) and out['features'].dtype == jnp.float32
   for stream in 'imr':
     assert out[stream].shape == (2, 64)
@@ -158,19 +172,19 @@ def test_training_mode_updates_every_batch_norm():
   module = models.build_backbone(model_config())
   inputs = clip_inputs()
   variables = jax.eval_shape(lambda: module.init(jax.random.key(0), **inputs, train=False))
-  _, updates = jax.eval_shape(
-      lambda v: module.apply(v, **inputs, train=True, mutable=['batch_stats']), variables)
+  _, updates = jax.eval_shape(lambda v: module.apply(v, **inputs, train=True, mutable=['batch_stats']), variables)
   assert set(variables) == {'params', 'batch_stats'}
-  assert jax.tree_util.tree_structure(updates['batch_stats']) == jax.tree_util.tree_structure(
-      variables['batch_stats'])
+  assert jax.tree_util.tree_structure(updates['batch_stats']) == jax.tree_util.tree_structure(variables['batch_stats'])
 
 
 def test_stream_subsets_and_order():
   module = models.build_backbone(model_config(streams='mi'))
   inputs = clip_inputs()
-  out = jax.eval_shape(lambda: module.init_with_output(
-      jax.random.key(0), iframes=inputs['iframes'], motion_vectors=inputs['motion_vectors'],
-      train=False)[0])
+  out = jax.eval_shape(
+      lambda: module.init_with_output(
+          jax.random.key(0), iframes=inputs['iframes'], motion_vectors=inputs['motion_vectors'], train=False
+      )[0]
+  )
   assert set(out) == {'i', 'm', 'features'} and out['features'].shape == (2, 128)
   with pytest.raises(ValueError, match='motion_vectors'):
     module.init(jax.random.key(0), iframes=inputs['iframes'], train=False)
@@ -179,6 +193,7 @@ def test_stream_subsets_and_order():
 
 
 # --- ablation switches --------------------------------------------------------------------------
+
 
 def test_connection_switches_change_the_parameter_tree_exactly():
   inputs = clip_inputs()
@@ -191,8 +206,9 @@ def test_connection_switches_change_the_parameter_tree_exactly():
   assert 'input_norm' not in full['i_stream']
   full_connections = connection_params(full)
   stages = ('stem', 'res2', 'res3', 'res4')
-  assert set(full_connections) == {f'{stage}_{a}_to_{b}' for stage in stages
-                                   for a, b in (('m', 'i'), ('i', 'm'), ('r', 'i'), ('i', 'r'))}
+  assert set(full_connections) == {
+      f'{stage}_{a}_to_{b}' for stage in stages for a, b in (('m', 'i'), ('i', 'm'), ('r', 'i'), ('i', 'r'))
+  }
 
   none = abstract_params(models.build_backbone(model_config(connections='none')), inputs)
   assert connection_params(none) == {} and none == stream_params
@@ -203,19 +219,22 @@ def test_connection_switches_change_the_parameter_tree_exactly():
   assert {n: v for n, v in uni.items() if '_to_' not in n} == stream_params
 
   no_conv = abstract_params(models.build_backbone(model_config(connection_conv=False)), inputs)
-  assert no_conv == {**stream_params, **{name: {k: v for k, v in value.items() if k != 'conv'}
-                                         for name, value in full_connections.items()}}
-  no_attention = abstract_params(
-      models.build_backbone(model_config(connection_attention=False)), inputs)
-  assert no_attention == {**stream_params, **{name: {'conv': value['conv']}
-                                              for name, value in full_connections.items()}}
+  assert no_conv == {
+      **stream_params,
+      **{name: {k: v for k, v in value.items() if k != 'conv'} for name, value in full_connections.items()},
+  }
+  no_attention = abstract_params(models.build_backbone(model_config(connection_attention=False)), inputs)
+  assert no_attention == {
+      **stream_params,
+      **{name: {'conv': value['conv']} for name, value in full_connections.items()},
+  }
   # Neither conv nor gate: connections are parameter-free (align and add).
-  bare = abstract_params(models.build_backbone(
-      model_config(connection_conv=False, connection_attention=False)), inputs)
+  bare = abstract_params(models.build_backbone(model_config(connection_conv=False, connection_attention=False)), inputs)
   assert bare == stream_params
 
 
 # --- gradients through the connections ----------------------------------------------------------
+
 
 @pytest.mark.parametrize('mode', ['bidirectional', 'unidirectional', 'none'])
 def test_gradient_reaches_p_stream_only_through_connections(mode):
@@ -230,6 +249,7 @@ def test_gradient_reaches_p_stream_only_through_connections(mode):
       # train=False: the same gradient paths, and a quicker compile than batch statistics.
       out = module.apply({**variables, 'params': params}, **inputs, train=False)
       return jnp.sum(out['i'] @ direction)
+
     return jax.grad(loss)(params)
 
   m_grads = quick_jit(grads, variables['params'])(variables['params'])['m_stream']
@@ -245,6 +265,7 @@ def test_gradient_reaches_p_stream_only_through_connections(mode):
 
 # --- strided_conv='subsample' -------------------------------------------------------------------
 
+
 class _StridedConv(nn.Module):
   kernel: tuple[int, int, int]
   strides: tuple[int, int, int]
@@ -252,17 +273,24 @@ class _StridedConv(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    return resnet3d._strided_conv(x, 4, self.kernel, self.strides, mode=self.mode,  # pylint: disable=protected-access
-                                  dtype=x.dtype, name='conv')
+    return resnet3d._strided_conv(
+        x, 4, self.kernel, self.strides, mode=self.mode, dtype=x.dtype, name='conv'  # pylint: disable=protected-access
+    )
 
 
 # Every strided conv of the networks: the stem, a stage's first conv with and without a temporal
 # stride, and a projection shortcut; odd sizes check that stride 2 keeps floor((n - 1) / 2) + 1
 # positions both ways.
 @pytest.mark.numerics
-@pytest.mark.parametrize('kernel, strides, shape', [
-    ((3, 7, 7), (1, 2, 2), (2, 3, 33, 30, 3)), ((3, 3, 3), (2, 2, 2), (2, 7, 17, 15, 4)),
-    ((3, 3, 3), (1, 2, 2), (2, 4, 16, 16, 4)), ((1, 1, 1), (2, 2, 2), (2, 7, 17, 15, 4))])
+@pytest.mark.parametrize(
+    'kernel, strides, shape',
+    [
+        ((3, 7, 7), (1, 2, 2), (2, 3, 33, 30, 3)),
+        ((3, 3, 3), (2, 2, 2), (2, 7, 17, 15, 4)),
+        ((3, 3, 3), (1, 2, 2), (2, 4, 16, 16, 4)),
+        ((1, 1, 1), (2, 2, 2), (2, 7, 17, 15, 4)),
+    ],
+)
 def test_subsampled_strided_conv_matches_native_within_rounding(kernel, strides, shape):
   x = jax.random.normal(jax.random.key(3), shape)
   native, subsample = (_StridedConv(kernel, strides, mode) for mode in ('native', 'subsample'))
@@ -275,21 +303,26 @@ def test_subsampled_strided_conv_matches_native_within_rounding(kernel, strides,
     grad_variables, grad_x = vjp(cotangent)
     return y, grad_variables['params']['conv']['kernel'], grad_x
 
-  results = {mode: jax.jit(forward_and_gradients, static_argnums=0)(module, variables, x, cotangent)
-             for mode, module in (('native', native), ('subsample', subsample))}
+  results = {
+      mode: jax.jit(forward_and_gradients, static_argnums=0)(module, variables, x, cotangent)
+      for mode, module in (('native', native), ('subsample', subsample))
+  }
   # A conv and both its gradients are sums of products, so each result lies within gamma(n) of the
   # exact value times the same sum over |products|, whatever the summation order (numerics.py); the
   # sums of |products| are the same maps applied to |x|, |kernel| and |cotangent|. n counts the terms:
   # forward, the taps times input channels; input gradient, the taps times output channels; kernel
   # gradient, every output position of the stride-1 conv. The absolute sums are computed in float32
   # too, hence the factor (1 + gamma(n)).
-  absolute = forward_and_gradients(native, jax.tree.map(jnp.abs, variables), jnp.abs(x),
-                                   jnp.abs(cotangent))
+  absolute = forward_and_gradients(native, jax.tree.map(jnp.abs, variables), jnp.abs(x), jnp.abs(cotangent))
   taps = int(np.prod(kernel))
   terms = (taps * shape[-1], taps * 4, int(np.prod(shape[:-1])))
   for name, native_value, sub_value, abs_value, n in zip(
-      ('output', 'kernel gradient', 'input gradient'), results['native'], results['subsample'],
-      absolute, (terms[0], terms[2], terms[1])):
+      ('output', 'kernel gradient', 'input gradient'),
+      results['native'],
+      results['subsample'],
+      absolute,
+      (terms[0], terms[2], terms[1]),
+  ):
     g = numerics.gamma(n)
     numerics.assert_within(sub_value, native_value, 2 * g * (1 + g) * np.asarray(abs_value), name)
   assert float(jnp.abs(results['subsample'][2]).max()) > 0
@@ -299,8 +332,9 @@ def _outputs_and_gradients(module, variables, inputs):
   """Features, every stage's output and d(sum sin(features)) / d(params, inputs), in training mode."""
 
   def loss(params, inputs):
-    outputs, _ = module.apply({**variables, 'params': params}, **inputs, train=True,
-                              return_stages=True, mutable=['batch_stats'])
+    outputs, _ = module.apply(
+        {**variables, 'params': params}, **inputs, train=True, return_stages=True, mutable=['batch_stats']
+    )
     return jnp.sum(jnp.sin(outputs['features'])), outputs
 
   grad = jax.grad(loss, argnums=(0, 1), has_aux=True)
@@ -318,22 +352,23 @@ def test_subsampled_strided_convs_give_the_same_network():
     inputs = clip_inputs(t_i=3, t_p=7, height=33, width=30, seed=3)
     inputs = {key: inputs[key].astype(jnp.float64) for key in ('iframes', 'motion_vectors')}
     native = models.build_backbone(model_config(widths=(4, 4, 8, 8), dtype='float64', streams='im'))
-    subsample = models.build_backbone(model_config(widths=(4, 4, 8, 8), dtype='float64', streams='im',
-                                                   strided_conv='subsample'))
-    assert (jax.tree.map(jnp.shape, abstract_params(subsample, inputs))
-            == jax.tree.map(jnp.shape, abstract_params(native, inputs)))
+    subsample = models.build_backbone(
+        model_config(widths=(4, 4, 8, 8), dtype='float64', streams='im', strided_conv='subsample')
+    )
+    assert jax.tree.map(jnp.shape, abstract_params(subsample, inputs)) == jax.tree.map(
+        jnp.shape, abstract_params(native, inputs)
+    )
     variables = jax.tree.map(lambda a: a.astype(jnp.float64), synthetic_variables(native, inputs))
     (native_params, native_inputs), native_out = _outputs_and_gradients(native, variables, inputs)
     (sub_params, sub_inputs), sub_out = _outputs_and_gradients(subsample, variables, inputs)
   assert native_out['features'].dtype == jnp.float64
-  assert (jax.tree.map(jnp.shape, sub_out['stages'])
-          == jax.tree.map(jnp.shape, native_out['stages']))
-  for expected, actual in ((native_out, sub_out), (native_params, sub_params),
-                           (native_inputs, sub_inputs)):
+  assert jax.tree.map(jnp.shape, sub_out['stages']) == jax.tree.map(jnp.shape, native_out['stages'])
+  for expected, actual in ((native_out, sub_out), (native_params, sub_params), (native_inputs, sub_inputs)):
     jax.tree_util.tree_map_with_path(
-        lambda path, e, a: numerics.relative_to_magnitude(a, e, numerics.FLOAT64_RTOL,
-                                                          jax.tree_util.keystr(path)),
-        expected, actual)
+        lambda path, e, a: numerics.relative_to_magnitude(a, e, numerics.FLOAT64_RTOL, jax.tree_util.keystr(path)),
+        expected,
+        actual,
+    )
   # The inputs' gradients are what the option speeds up; they must not vanish.
   assert np.abs(np.asarray(sub_inputs['motion_vectors'])).max() > 0
 
@@ -342,17 +377,17 @@ def test_subsampled_strided_convs_give_the_same_network():
 def test_subsampled_bottleneck_block_matches_native():
   with jax.enable_x64(True):
     x = jax.random.normal(jax.random.key(4), (2, 5, 9, 9, 8), jnp.float64)
-    blocks = [resnet3d.BottleneckBlock(4, (2, 2, 2), dtype=jnp.float64, strided_conv=mode)
-              for mode in ('native', 'subsample')]
-    variables = jax.tree.map(lambda a: a.astype(jnp.float64),
-                             synthetic_variables(blocks[0], {'x': x}))
-    outputs = [quick_jit(lambda v, x, b=b: b.apply(v, x, train=False), variables, x)(variables, x)
-               for b in blocks]
+    blocks = [
+        resnet3d.BottleneckBlock(4, (2, 2, 2), dtype=jnp.float64, strided_conv=mode) for mode in ('native', 'subsample')
+    ]
+    variables = jax.tree.map(lambda a: a.astype(jnp.float64), synthetic_variables(blocks[0], {'x': x}))
+    outputs = [quick_jit(lambda v, x, b=b: b.apply(v, x, train=False), variables, x)(variables, x) for b in blocks]
   assert outputs[0].shape == (2, 3, 5, 5, 16) and outputs[0].dtype == jnp.float64
   numerics.relative_to_magnitude(outputs[1], outputs[0], numerics.FLOAT64_RTOL)  # as above
 
 
 # --- dtypes -------------------------------------------------------------------------------------
+
 
 @pytest.mark.numerics
 def test_bfloat16_agrees_with_float32():
@@ -360,10 +395,8 @@ def test_bfloat16_agrees_with_float32():
   f32 = models.build_backbone(model_config(dtype='float32'))
   bf16 = models.build_backbone(model_config(dtype='bfloat16'))
   variables = synthetic_variables(f32, inputs)
-  assert all(leaf.dtype == jnp.float32 for leaf in jax.tree_util.tree_leaves(
-      abstract_params(bf16, inputs)))
-  run = lambda module: quick_jit(
-      lambda v, x: module.apply(v, **x, train=False), variables, inputs)(variables, inputs)
+  assert all(leaf.dtype == jnp.float32 for leaf in jax.tree_util.tree_leaves(abstract_params(bf16, inputs)))
+  run = lambda module: quick_jit(lambda v, x: module.apply(v, **x, train=False), variables, inputs)(variables, inputs)
   expected, actual = run(f32)['features'], run(bf16)['features']
   assert actual.dtype == jnp.float32
   relative_error = float(jnp.linalg.norm(actual - expected) / jnp.linalg.norm(expected))
@@ -376,17 +409,18 @@ def test_bfloat16_agrees_with_float32():
 
 # --- depths -------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize('depth, torchvision_params', [(18, 11_689_512), (50, 25_557_032)])
 def test_per_frame_resnet_matches_torchvision_parameter_count(depth, torchvision_params):
   # torchvision's ResNet-18/50 minus its 1000-way fc layer: same convs and batch norms.
   network = resnet3d.ResNet3D(depth=depth, temporal_kernel_size=1)
-  params = jax.eval_shape(lambda: network.init(
-      jax.random.key(0), jnp.zeros((1, 1, 64, 64, 3)), train=False))['params']
+  params = jax.eval_shape(lambda: network.init(jax.random.key(0), jnp.zeros((1, 1, 64, 64, 3)), train=False))['params']
   fc = resnet3d.stage_output_channels(depth, resnet3d.STANDARD_WIDTHS)[-1] * 1000 + 1000
   assert count(params) == torchvision_params - fc
 
 
 # --- CoViAR -------------------------------------------------------------------------------------
+
 
 @pytest.mark.numerics
 def test_coviar_is_per_frame_and_fuses_weighted_scores():
@@ -409,17 +443,24 @@ def test_coviar_is_per_frame_and_fuses_weighted_scores():
 
 # --- heads and the multi-head model -------------------------------------------------------------
 
+
 def test_heads_output_shapes():
   features = jnp.ones((3, 20))
   levels = ((1, 5), (2, 1), (2, 5), (4, 1), (4, 5))
   pmsp = models.PMSPHead(levels=levels, hidden_dim=16)
   out = pmsp.apply(pmsp.init(jax.random.key(0), features, False), features, False)
   assert {k: v.shape for k, v in out.items()} == {
-      '1x1_5': (3, 5, 1), '2x2_1': (3, 1, 4), '2x2_5': (3, 5, 4), '4x4_1': (3, 1, 16),
-      '4x4_5': (3, 5, 16)}
-  for head, shape in [(models.CTPHead(num_classes=4, hidden_dim=16), (3, 4)),
-                      (models.ProjectionHead(dim=8, hidden_dim=16), (3, 8)),
-                      (models.ClassifierHead(num_classes=5, dropout_rate=0.5), (3, 5))]:
+      '1x1_5': (3, 5, 1),
+      '2x2_1': (3, 1, 4),
+      '2x2_5': (3, 5, 4),
+      '4x4_1': (3, 1, 16),
+      '4x4_5': (3, 5, 16),
+  }
+  for head, shape in [
+      (models.CTPHead(num_classes=4, hidden_dim=16), (3, 4)),
+      (models.ProjectionHead(dim=8, hidden_dim=16), (3, 8)),
+      (models.ClassifierHead(num_classes=5, dropout_rate=0.5), (3, 5)),
+  ]:
     variables = head.init(jax.random.key(0), features, False)
     assert head.apply(variables, features, False).shape == shape
   classifier = models.ClassifierHead(num_classes=5, dropout_rate=0.5)
@@ -430,13 +471,14 @@ def test_heads_output_shapes():
 
 def test_multihead_model_parameter_tree_and_outputs():
   backbone = models.build_backbone(model_config(streams='im'))
-  heads = {'pmsp': models.PMSPHead(levels=((2, 2),), hidden_dim=16),
-           'ctp': models.CTPHead(num_classes=4, hidden_dim=16)}
+  heads = {
+      'pmsp': models.PMSPHead(levels=((2, 2),), hidden_dim=16),
+      'ctp': models.CTPHead(num_classes=4, hidden_dim=16),
+  }
   model = models.MultiHeadModel(backbone=backbone, heads=heads)
   inputs = clip_inputs()
   inputs = dict(iframes=inputs['iframes'], motion_vectors=inputs['motion_vectors'])
-  variables, out = jax.eval_shape(lambda: model.init_with_output(
-      jax.random.key(0), **inputs, train=False)[::-1])
+  variables, out = jax.eval_shape(lambda: model.init_with_output(jax.random.key(0), **inputs, train=False)[::-1])
   params = variables['params']
   assert set(params) == {'backbone', 'heads'} and set(params['heads']) == {'pmsp', 'ctp'}
   assert params['backbone'] == abstract_params(backbone, inputs)
@@ -447,15 +489,29 @@ def test_multihead_model_parameter_tree_and_outputs():
 
 # --- configuration errors -----------------------------------------------------------------------
 
-@pytest.mark.parametrize('name, key, value', [
-    ('imrnet', 'name', 'slowfast'), ('imrnet', 'depth', 19), ('imrnet', 'depth', True),
-    ('imrnet', 'streams', 'imx'), ('imrnet', 'streams', ''), ('imrnet', 'streams', 'ii'),
-    ('imrnet', 'connections', 'both'), ('imrnet', 'connection_conv', 'yes'),
-    ('imrnet', 'connection_attention', 1), ('imrnet', 'dtype', 'float16'),
-    ('imrnet', 'widths', (8, 16)), ('imrnet', 'p_temporal_strides', (1, 2, 2)),
-    ('imrnet', 'i_temporal_strides', (1, 0, 1, 1, 1)), ('imrnet', 'strided_conv', 'slice'),
-    ('coviar', 'num_classes', 0),
-    ('coviar', 'coviar_stream_weights', (1.0, 1.0)), ('coviar', 'coviar_iframe_depth', 'huge')])
+
+@pytest.mark.parametrize(
+    'name, key, value',
+    [
+        ('imrnet', 'name', 'slowfast'),
+        ('imrnet', 'depth', 19),
+        ('imrnet', 'depth', True),
+        ('imrnet', 'streams', 'imx'),
+        ('imrnet', 'streams', ''),
+        ('imrnet', 'streams', 'ii'),
+        ('imrnet', 'connections', 'both'),
+        ('imrnet', 'connection_conv', 'yes'),
+        ('imrnet', 'connection_attention', 1),
+        ('imrnet', 'dtype', 'float16'),
+        ('imrnet', 'widths', (8, 16)),
+        ('imrnet', 'p_temporal_strides', (1, 2, 2)),
+        ('imrnet', 'i_temporal_strides', (1, 0, 1, 1, 1)),
+        ('imrnet', 'strided_conv', 'slice'),
+        ('coviar', 'num_classes', 0),
+        ('coviar', 'coviar_stream_weights', (1.0, 1.0)),
+        ('coviar', 'coviar_iframe_depth', 'huge'),
+    ],
+)
 def test_bad_config_values_name_the_key(name, key, value):
   config = model_config(name=name)
   with config.unlocked():
@@ -467,6 +523,7 @@ def test_bad_config_values_name_the_key(name, key, value):
 
 def test_depth_is_an_int_and_missing_keys_are_named():
   assert models.build_backbone(model_config(depth=18)).depth == 18
+
   def with_depth(depth):  # any type, as a config.json of a run would hold
     config = model_config()
     with config.unlocked():

@@ -62,8 +62,9 @@ def test_negate_motion_vectors_matches_normalizing_the_negated_pixels():
   numerics.assert_within(ends, [0.5, 1 / 255 - 0.5], 3 * U)
   # Negating twice is the identity up to one unit in the last place (float32 rounding).
   twice = normalization.negate_motion_vectors(negated)
-  np.testing.assert_array_less(np.abs(twice - normalization.normalize_motion_vectors(v)),
-                               np.spacing(np.float32(0.5)) * 1.01)
+  np.testing.assert_array_less(
+      np.abs(twice - normalization.normalize_motion_vectors(v)), np.spacing(np.float32(0.5)) * 1.01
+  )
 
 
 def test_residuals_known_values_and_inverse():
@@ -82,9 +83,15 @@ def test_residuals_known_values_and_inverse():
   numerics.assert_within(back, inside, 8 * U * 255)
 
 
-FUNCTIONS = ('normalize_iframes', 'denormalize_iframes', 'normalize_motion_vectors',
-             'denormalize_motion_vectors', 'negate_motion_vectors', 'normalize_residuals',
-             'denormalize_residuals')
+FUNCTIONS = (
+    'normalize_iframes',
+    'denormalize_iframes',
+    'normalize_motion_vectors',
+    'denormalize_motion_vectors',
+    'negate_motion_vectors',
+    'normalize_residuals',
+    'denormalize_residuals',
+)
 
 
 @pytest.mark.parametrize('name', FUNCTIONS)
@@ -105,9 +112,12 @@ def test_tensorflow_tensors_work():
   tf = pytest.importorskip('tensorflow')
   pixels = np.array([[[0, 128, 255]]], np.uint8)
   mv = np.array([[[-3, 7]]], np.int16)
-  got = tf.function(lambda p, m: (normalization.normalize_iframes(p),
-                                  normalization.negate_motion_vectors(
-                                      normalization.normalize_motion_vectors(m))))(pixels, mv)
+  got = tf.function(
+      lambda p, m: (
+          normalization.normalize_iframes(p),
+          normalization.negate_motion_vectors(normalization.normalize_motion_vectors(m)),
+      )
+  )(pixels, mv)
   # As numpy vs XLA above (TensorFlow's kernels may fuse too); MVs as in the negation test.
   numerics.relative_to_magnitude(got[0].numpy(), normalization.normalize_iframes(pixels), 12 * 6.4 * U)
   numerics.assert_within(got[1].numpy(), normalization.normalize_motion_vectors(-mv), 5 * U)

@@ -11,12 +11,12 @@ pytestmark = pytest.mark.numerics
 
 
 def test_unit_roundoff_and_gamma():
-  assert numerics.unit_roundoff(np.float32) == 2.0 ** -24
-  assert numerics.unit_roundoff(np.float64) == 2.0 ** -53
-  assert numerics.unit_roundoff(jax.numpy.bfloat16) == 2.0 ** -8
-  assert numerics.gamma(1) == pytest.approx(2.0 ** -24, rel=1e-6)
+  assert numerics.unit_roundoff(np.float32) == 2.0**-24
+  assert numerics.unit_roundoff(np.float64) == 2.0**-53
+  assert numerics.unit_roundoff(jax.numpy.bfloat16) == 2.0**-8
+  assert numerics.gamma(1) == pytest.approx(2.0**-24, rel=1e-6)
   with pytest.raises(ValueError, match='unbounded'):
-    numerics.gamma(2 ** 24)
+    numerics.gamma(2**24)
 
 
 @pytest.mark.parametrize('seed', range(3))
@@ -27,8 +27,12 @@ def test_float32_sums_in_any_order_stay_within_the_bound(seed):
   terms = (rng.normal(size=4096) * 10.0 ** rng.uniform(-3, 3, 4096)).astype(np.float32)
   exact = np.sum(terms.astype(np.float64))  # float32 values: float64 sums 4096 of them to 1e-12
   bound = numerics.gamma(terms.size) * np.sum(np.abs(terms.astype(np.float64)))
-  orders = {'pairwise': np.sum(terms), 'sequential': np.cumsum(terms)[-1],
-            'reversed': np.cumsum(terms[::-1])[-1], 'xla': jax.numpy.sum(terms)}
+  orders = {
+      'pairwise': np.sum(terms),
+      'sequential': np.cumsum(terms)[-1],
+      'reversed': np.cumsum(terms[::-1])[-1],
+      'xla': jax.numpy.sum(terms),
+  }
   for name, value in orders.items():
     numerics.assert_within(value, exact, bound, name)
   # The sequential sum is not exact, so the check is not vacuous.

@@ -55,10 +55,24 @@ def _record(video, num_frames, encoding):
     for k in range(size - 1):
       mvs[k, :, left] = (g + 1, k + 1)
       residuals[k, :, left] = (g + 1, k + 1, video + 1)
-    gops.append(schema.encode_gop(iframe=iframe.astype(np.uint8), motion_vectors=mvs,
-                                  residuals=residuals, frame_motion_vectors=mvs, encoding=encoding))
-  return schema.serialize_example(video_id=f'video{video}', label=LABELS[video], num_frames=num_frames,
-                                  height=HEIGHT, width=WIDTH, gop_size=GOP_SIZE, gops=gops)
+    gops.append(
+        schema.encode_gop(
+            iframe=iframe.astype(np.uint8),
+            motion_vectors=mvs,
+            residuals=residuals,
+            frame_motion_vectors=mvs,
+            encoding=encoding,
+        )
+    )
+  return schema.serialize_example(
+      video_id=f'video{video}',
+      label=LABELS[video],
+      num_frames=num_frames,
+      height=HEIGHT,
+      width=WIDTH,
+      gop_size=GOP_SIZE,
+      gops=gops,
+  )
 
 
 def _write_dataset(root, encoding):
@@ -70,8 +84,15 @@ def _write_dataset(root, encoding):
         for record in shard:
           writer.write(record)
   tfds.folder_dataset.write_metadata(data_dir=root, features=schema.tfds_features(LABEL_NAMES))
-  manifest = dict(label_names=LABEL_NAMES, encoding=encoding, width=WIDTH, height=HEIGHT,
-                  gop_size=GOP_SIZE, splits={'train': 5, 'test': 5}, failures=[])
+  manifest = dict(
+      label_names=LABEL_NAMES,
+      encoding=encoding,
+      width=WIDTH,
+      height=HEIGHT,
+      gop_size=GOP_SIZE,
+      splits={'train': 5, 'test': 5},
+      failures=[],
+  )
   (root / 'manifest.json').write_text(json.dumps(manifest))
   return str(root)
 
@@ -90,8 +111,16 @@ def _config(data_dir, **data):
   config = default_config.base_config()
   config.dataset.data_dir = data_dir
   config.dataset.eval_split = 'test'
-  config.data.update(num_gops=NUM_GOPS, p_per_gop=P_PER_GOP, crop_size=CROP, crop_scales=(1.0, 0.875),
-                     shuffle_buffer=8, eval_num_clips=2, eval_num_crops=3, eval_crop_size=CROP)
+  config.data.update(
+      num_gops=NUM_GOPS,
+      p_per_gop=P_PER_GOP,
+      crop_size=CROP,
+      crop_scales=(1.0, 0.875),
+      shuffle_buffer=8,
+      eval_num_clips=2,
+      eval_num_crops=3,
+      eval_crop_size=CROP,
+  )
   config.data.update(data)
   return config
 
@@ -152,15 +181,16 @@ def _gop_energy(video, g):
 
 
 def _physical(streams):
-  return (normalization.denormalize_iframes(streams['iframes']),
-          normalization.denormalize_motion_vectors(streams['motion_vectors']),
-          normalization.denormalize_residuals(streams['residuals']))
+  return (
+      normalization.denormalize_iframes(streams['iframes']),
+      normalization.denormalize_motion_vectors(streams['motion_vectors']),
+      normalization.denormalize_residuals(streams['residuals']),
+  )
 
 
 def test_train_batches_shapes_dtypes_and_ranges(default_data_dir):
   config = _config(default_data_dir)
-  batch, = _batches(pipeline.train_dataset(config, host_batch_size=3, seed=0,
-                                           extras={'shifted', 'view2'}), 1)
+  (batch,) = _batches(pipeline.train_dataset(config, host_batch_size=3, seed=0, extras={'shifted', 'view2'}), 1)
   t_p = NUM_GOPS * P_PER_GOP
   expected = {
       'iframes': (np.float32, (3, NUM_GOPS, CROP, CROP, 3)),
@@ -178,8 +208,7 @@ def test_train_batches_shapes_dtypes_and_ranges(default_data_dir):
       'video_index': (np.int32, (3,)),
   }
   fields = flax.traverse_util.flatten_dict(batch, sep='/')  # {'shifted': {'residuals'}} -> 'shifted/residuals'
-  assert {k: (v.dtype, v.shape) for k, v in fields.items()} == {
-      k: (np.dtype(d), s) for k, (d, s) in expected.items()}
+  assert {k: (v.dtype, v.shape) for k, v in fields.items()} == {k: (np.dtype(d), s) for k, (d, s) in expected.items()}
   for name in ('motion_vectors', 'shifted/motion_vectors', 'view2/motion_vectors'):
     assert -0.5 <= fields[name].min() and fields[name].max() <= 0.5
   iframes = normalization.denormalize_iframes(batch['iframes'])
@@ -191,16 +220,14 @@ def test_train_batches_shapes_dtypes_and_ranges(default_data_dir):
 
 def test_train_streams_are_aligned_in_time_and_space(data_dir):
   config = _config(data_dir)
-  batches = _batches(pipeline.train_dataset(config, host_batch_size=5, seed=1,
-                                            extras={'shifted', 'view2'}), 4)
+  batches = _batches(pipeline.train_dataset(config, host_batch_size=5, seed=1, extras={'shifted', 'view2'}), 4)
   flips, same_view2 = set(), 0
   for batch in batches:
     iframes, mvs, residuals = _physical(batch)
     view2 = _physical(batch['view2'])
     _, shifted_mvs, shifted_residuals = _physical({'iframes': batch['iframes'], **batch['shifted']})
     for b in range(5):
-      gops, flipped = _check_clip(iframes[b], mvs[b], residuals[b], batch['motion_energy'][b],
-                                  batch['label'][b])
+      gops, flipped = _check_clip(iframes[b], mvs[b], residuals[b], batch['motion_energy'][b], batch['label'][b])
       flips.add(bool(flipped))
       # The shifted P-streams share the crop and the flip, and come from another window.
       video = int(round(residuals[b][..., 2].max())) - 1
@@ -219,9 +246,11 @@ def test_train_streams_are_aligned_in_time_and_space(data_dir):
         # Each maximum is an area-weighted sum of at most 3 x 3 energies, scaled twice (gamma(13)
         # relative, augment tests); the ratio rounds once more.
         expected_ratio = _gop_energy(video, g) / _gop_energy(video, gops[0])
-        numerics.assert_within(energy.max() / batch['motion_energy'][b][0].max(), expected_ratio,
-                               (2 * numerics.gamma(13) + numerics.unit_roundoff(np.float32))
-                               * expected_ratio)
+        numerics.assert_within(
+            energy.max() / batch['motion_energy'][b][0].max(),
+            expected_ratio,
+            (2 * numerics.gamma(13) + numerics.unit_roundoff(np.float32)) * expected_ratio,
+        )
       # The second view is a clip of the same video with its own window, crop and flip.
       _check_clip(view2[0][b], view2[1][b], view2[2][b], None, batch['label'][b])
       assert round(view2[2][b][..., 2].max()) - 1 == video
@@ -248,8 +277,9 @@ def test_a_resumed_stream_trains_on_the_batches_of_the_uninterrupted_one(data_di
   # 5 videos, batches of 2: epochs end mid-batch, windows of 2 end mid-epoch.
   straight = _batches(pipeline.train_dataset(config, host_batch_size=2, seed=3, extras=extras), 9)
   for start_step in (1, 2, 5):
-    resumed = _batches(pipeline.train_dataset(config, host_batch_size=2, seed=3, start_step=start_step,
-                                              extras=extras), 9 - start_step)
+    resumed = _batches(
+        pipeline.train_dataset(config, host_batch_size=2, seed=3, start_step=start_step, extras=extras), 9 - start_step
+    )
     for step, (want, got) in enumerate(zip(straight[start_step:], resumed), start_step):
       want, got = (flax.traverse_util.flatten_dict(b, sep='/') for b in (want, got))
       assert want.keys() == got.keys() and 'shifted/residuals' in want
@@ -271,11 +301,13 @@ def test_training_records_each_once_per_epoch_in_shard_order_and_reproducible(tm
   lengths = (7, 5, 9, 3, 6)
   files = _write_shards(tmp_path, lengths)
   key = tf.constant([1, 2], tf.int64)
-  read = lambda start, count, key=key: [r.decode() for r in pipeline.train_records(
-      files, lengths, key=key, window=4, start=start).take(count).as_numpy_iterator()]
+  read = lambda start, count, key=key: [
+      r.decode()
+      for r in pipeline.train_records(files, lengths, key=key, window=4, start=start).take(count).as_numpy_iterator()
+  ]
   stream = read(0, 3 * sum(lengths))
   every_record = sorted(f'{shard}/{record}' for shard, n in enumerate(lengths) for record in range(n))
-  epochs = [stream[e * sum(lengths):(e + 1) * sum(lengths)] for e in range(3)]
+  epochs = [stream[e * sum(lengths) : (e + 1) * sum(lengths)] for e in range(3)]
   for epoch in epochs:
     assert sorted(epoch) == every_record
   assert epochs[0] != epochs[1] != epochs[2]  # a new order each epoch
@@ -300,8 +332,7 @@ def test_epoch_order_reads_shards_in_groups_each_in_file_order():
 
 def test_eval_views_are_uniform_clips_times_three_crops(data_dir):
   config = _config(data_dir)
-  batches = list(tfds.as_numpy(pipeline.eval_dataset(config, host_batch_size=4, process_index=0,
-                                                     process_count=1)))
+  batches = list(tfds.as_numpy(pipeline.eval_dataset(config, host_batch_size=4, process_index=0, process_count=1)))
   views = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
   real = views['mask'] == 1
   assert real.sum() == 5 * 2 * 3
@@ -309,8 +340,7 @@ def test_eval_views_are_uniform_clips_times_three_crops(data_dir):
   iframes, mvs, residuals = _physical(views)
   bright_columns = []
   for i in np.nonzero(real)[0]:
-    gops, flipped = _check_clip(iframes[i], mvs[i], residuals[i], views['motion_energy'][i],
-                                views['label'][i])
+    gops, flipped = _check_clip(iframes[i], mvs[i], residuals[i], views['motion_energy'][i], views['label'][i])
     assert not flipped
     bright_columns.append(int((iframes[i][0, ..., 0].mean(axis=0) > 30).sum()))
     if views['video_index'][i] == 4:  # six usable GOPs: starts 0..4, clips at 1 and 3
@@ -327,8 +357,11 @@ def test_eval_counts_every_video_once_on_any_number_of_hosts(data_dir, process_c
   config = _config(data_dir, eval_num_clips=1, eval_num_crops=1)
   seen, batch_counts = [], []
   for host in range(process_count):
-    batches = list(tfds.as_numpy(pipeline.eval_dataset(
-        config, host_batch_size=batch_size, process_index=host, process_count=process_count)))
+    batches = list(
+        tfds.as_numpy(
+            pipeline.eval_dataset(config, host_batch_size=batch_size, process_index=host, process_count=process_count)
+        )
+    )
     batch_counts.append(len(batches))
     for batch in batches:
       assert batch['mask'].shape == (batch_size,)
@@ -343,8 +376,9 @@ def test_train_split_across_hosts_reads_disjoint_files(data_dir):
   config = _config(data_dir)
   ids = []
   for host in range(2):
-    batches = _batches(pipeline.train_dataset(config, host_batch_size=3, seed=0, process_index=host,
-                                              process_count=2), 2)
+    batches = _batches(
+        pipeline.train_dataset(config, host_batch_size=3, seed=0, process_index=host, process_count=2), 2
+    )
     videos = {int(round(r[..., 2].max())) - 1 for b in batches for r in _physical(b)[2]}
     ids.append(videos)
   assert ids[0] == {0, 1, 2} and ids[1] == {3, 4}
@@ -362,8 +396,8 @@ def test_user_errors_name_the_fix(data_dir, tmp_path):
 
 
 def test_default_encoding_gives_the_lossless_clips_up_to_coding_error(data_dir, default_data_dir):
-  lossless, = _batches(pipeline.train_dataset(_config(data_dir), host_batch_size=5, seed=3), 1)
-  default, = _batches(pipeline.train_dataset(_config(default_data_dir), host_batch_size=5, seed=3), 1)
+  (lossless,) = _batches(pipeline.train_dataset(_config(data_dir), host_batch_size=5, seed=3), 1)
+  (default,) = _batches(pipeline.train_dataset(_config(default_data_dir), host_batch_size=5, seed=3), 1)
   np.testing.assert_array_equal(default['label'], lossless['label'])  # same records, same crops
   np.testing.assert_array_equal(default['motion_vectors'], lossless['motion_vectors'])  # exact codes
   np.testing.assert_array_equal(default['motion_energy'], lossless['motion_energy'])
@@ -380,11 +414,15 @@ def test_region_decoding_equals_whole_frame_decoding_then_crop(box):
   rng = np.random.default_rng(0)
   mvs = rng.integers(-20, 21, size=(3, HEIGHT, WIDTH, 2)).astype(np.int16)
   gop = schema.encode_gop(
-      iframe=rng.integers(0, 256, size=(HEIGHT, WIDTH, 3)).astype(np.uint8), motion_vectors=mvs,
+      iframe=rng.integers(0, 256, size=(HEIGHT, WIDTH, 3)).astype(np.uint8),
+      motion_vectors=mvs,
       residuals=rng.integers(-60, 60, size=(3, HEIGHT, WIDTH, 3)).astype(np.int16),
-      frame_motion_vectors=mvs, encoding='default')
-  record = schema.serialize_example(video_id='texture', label=0, num_frames=4, height=HEIGHT,
-                                    width=WIDTH, gop_size=GOP_SIZE, gops=[gop])
+      frame_motion_vectors=mvs,
+      encoding='default',
+  )
+  record = schema.serialize_example(
+      video_id='texture', label=0, num_frames=4, height=HEIGHT, width=WIDTH, gop_size=GOP_SIZE, gops=[gop]
+  )
   features = schema.parse_example(record)
   indices = sampling.clip_indices(features[schema.GOP_NUM_PFRAMES], tf.constant(0), 1, 3)
   streams = frozenset({'iframes', 'motion_vectors', 'residuals', 'motion_energy'})
@@ -392,14 +430,21 @@ def test_region_decoding_equals_whole_frame_decoding_then_crop(box):
   whole = pipeline._decode(features, indices, 'default', streams)
   top, left, height, width = box
   for name in streams:
-    expected = whole[name].numpy()[:, top:top + height, left:left + width]
+    expected = whole[name].numpy()[:, top : top + height, left : left + width]
     np.testing.assert_array_equal(region[name].numpy(), expected, err_msg=name)
 
 
 def test_eval_extras_keep_their_own_sizes(data_dir):
   config = _config(data_dir, eval_num_clips=1, eval_num_crops=1, eval_crop_size=8)
-  batch = next(iter(tfds.as_numpy(pipeline.eval_dataset(
-      config, host_batch_size=2, extras={'shifted', 'view2'}, process_index=0, process_count=1))))
+  batch = next(
+      iter(
+          tfds.as_numpy(
+              pipeline.eval_dataset(
+                  config, host_batch_size=2, extras={'shifted', 'view2'}, process_index=0, process_count=1
+              )
+          )
+      )
+  )
   t_p = NUM_GOPS * P_PER_GOP
   assert batch['iframes'].shape == (2, NUM_GOPS, 8, 8, 3)
   assert batch['shifted']['residuals'].shape == (2, t_p, 8, 8, 3)
@@ -411,12 +456,12 @@ def test_pmsp_ctp_scores_shifted_clips_with_the_pipelines_energy(data_dir):
   """With 'shifted', the batch carries the shifted window's energy: no clip leaves the PMSP loss."""
   from imr_jax import tasks  # pylint: disable=g-import-not-at-top
   from imr_jax.tasks import ctp  # pylint: disable=g-import-not-at-top
+
   config = _config(data_dir)
   config.task.name = 'pmsp_ctp'
   config.pmsp.update(grid_sizes=(2,), temporal_bins=(1, NUM_GOPS))
   task = tasks.build_task(config)
-  batch, = _batches(pipeline.train_dataset(config, host_batch_size=8, seed=0,
-                                           extras=task.batch_requirements), 1)
+  (batch,) = _batches(pipeline.train_dataset(config, host_batch_size=8, seed=0, extras=task.batch_requirements), 1)
   _, targets = task.prepare(batch, jax.random.key(0))
   kinds = np.asarray(targets['ctp']['kind'])
   assert np.any(kinds == ctp.SHIFTED)  # some clips show another window's P-frames
@@ -428,6 +473,7 @@ def test_pmsp_ctp_scores_shifted_clips_with_the_pipelines_energy(data_dir):
 def test_pretext_evaluation_sees_every_video_once_with_fixed_extras(data_dir):
   """train.eval_batches for a pretext task: one view per video, padded, the same batches each time."""
   from imr_jax import tasks, train  # pylint: disable=g-import-not-at-top
+
   config = _config(data_dir)  # eval_num_clips=2, eval_num_crops=3: for classification only
   config.task.name = 'ctp'
   task = tasks.build_task(config)

@@ -27,8 +27,9 @@ def make_config(grid_sizes=(2, 4), temporal_bins=(1, 5), num_gops=5, label_mode=
   config = ml_collections.ConfigDict()
   config.task = ml_collections.ConfigDict({'name': 'pmsp'})
   config.data = ml_collections.ConfigDict({'num_gops': num_gops, 'p_per_gop': 1})
-  config.pmsp = ml_collections.ConfigDict({'grid_sizes': grid_sizes, 'temporal_bins': temporal_bins,
-                                           'hidden_dim': 8, 'label_mode': label_mode})
+  config.pmsp = ml_collections.ConfigDict(
+      {'grid_sizes': grid_sizes, 'temporal_bins': temporal_bins, 'hidden_dim': 8, 'label_mode': label_mode}
+  )
   return config
 
 
@@ -100,8 +101,9 @@ def test_temporal_bins_of_a_non_divisible_gop_count():
   energy[0, :, 0, 0] = [1, 2, 0, 0, 0]
   energy[0, :, 1, 1] = [0, 0, 3, 4, 5]
   # Exact: sums of small integers.
-  np.testing.assert_array_equal(pmsp.cell_energy(jnp.asarray(energy), pmsp.Level(2, 2)),
-                                [[[3, 0, 0, 0], [0, 0, 0, 12]]])
+  np.testing.assert_array_equal(
+      pmsp.cell_energy(jnp.asarray(energy), pmsp.Level(2, 2)), [[[3, 0, 0, 0], [0, 0, 0, 12]]]
+  )
 
 
 def test_ties_go_to_the_first_cell_and_still_bins_are_masked():
@@ -130,15 +132,18 @@ def test_loss_and_metrics_known_values():
   np.testing.assert_array_equal(metrics['accuracy'], [1.0, 0.0])
   numerics.assert_within(metrics['loss'], [expected] * 2, numerics.cross_entropy_bound(16, 0, expected))
   # The empty bin's logits (99) do not matter; a margin of 9 costs log(1 + (cells - 1) e^-9).
-  logits = {'2x2_2': jnp.array([[[9., 0, 0, 0], [0, 0, 0, 99]], [[0, 0, 0, 9], [0, 0, 0, 9]]]),
-            '4x4_1': 9.0 * jax.nn.one_hot(jnp.array([[0], [15]]), 16)}
+  logits = {
+      '2x2_2': jnp.array([[[9.0, 0, 0, 0], [0, 0, 0, 99]], [[0, 0, 0, 9], [0, 0, 0, 9]]]),
+      '4x4_1': 9.0 * jax.nn.one_hot(jnp.array([[0], [15]]), 16),
+  }
   loss, metrics = pmsp.loss_and_metrics(logits, targets, jnp.ones(2), levels)
   expected = (np.log1p(3 * np.exp(-9.0)) + np.log1p(15 * np.exp(-9.0))) / 2
   numerics.assert_within(loss, expected, numerics.cross_entropy_bound(16, 9, expected))
   np.testing.assert_array_equal(metrics['accuracy'], [1.0, 1.0])
   # Masked examples do not count: only example 1 (all right) is scored.
   loss_masked, _ = pmsp.loss_and_metrics(
-      {'2x2_2': logits['2x2_2'], '4x4_1': jnp.zeros((2, 1, 16))}, targets, jnp.array([0.0, 1.0]), levels)
+      {'2x2_2': logits['2x2_2'], '4x4_1': jnp.zeros((2, 1, 16))}, targets, jnp.array([0.0, 1.0]), levels
+  )
   expected = (np.log1p(3 * np.exp(-9.0)) + np.log(16)) / 2
   numerics.assert_within(loss_masked, expected, numerics.cross_entropy_bound(16, 9, expected))
 
@@ -185,8 +190,9 @@ def test_task_prepare_is_jittable_and_labels_follow_the_energy():
     tasks.build_task(make_config(num_gops=4)).prepare(batch, jax.random.key(0))
 
 
-@pytest.mark.skipif(importlib.util.find_spec('imr_jax.models.heads') is None,
-                    reason='imr_jax.models.heads is not written yet')
+@pytest.mark.skipif(
+    importlib.util.find_spec('imr_jax.models.heads') is None, reason='imr_jax.models.heads is not written yet'
+)
 def test_heads_end_to_end():
   task = tasks.build_task(make_config())
   head = task.heads()['pmsp']
@@ -197,6 +203,5 @@ def test_heads_end_to_end():
   _, targets = task.prepare(make_batch(energy), jax.random.key(1))
   loss, metrics = jax.jit(task.loss_and_metrics)({'pmsp': logits}, targets, jnp.ones(2))
   assert np.isfinite(loss)
-  assert set(metrics) == {'loss', 'accuracy', 'accuracy/2x2_1', 'accuracy/2x2_5', 'accuracy/4x4_1',
-                          'accuracy/4x4_5'}
+  assert set(metrics) == {'loss', 'accuracy', 'accuracy/2x2_1', 'accuracy/2x2_5', 'accuracy/4x4_1', 'accuracy/4x4_5'}
   assert all(m.shape == (2,) for m in metrics.values())

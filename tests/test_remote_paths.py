@@ -37,25 +37,28 @@ def ram_paths(monkeypatch, tmp_path):
   monkeypatch.setitem(gpath._URI_MAP_ROOT, 'ram://', '/ram/')
   monkeypatch.setitem(gpath._PREFIX_TO_BACKEND, 'ram', epath_backend.tf_backend)
   monkeypatch.setitem(register._URI_PREFIXES_TO_CLS, 'ram://', gpath.PosixGPath)
+
   # TensorFlow's ram:// appends when it opens an existing file for writing (GCS and disks replace it).
   class GFile(tf.io.gfile.GFile):
+
     def __init__(self, name, mode='r'):
       if 'w' in mode and tf.io.gfile.exists(name):
         tf.io.gfile.remove(name)
       super().__init__(name, mode)
+
   monkeypatch.setattr(tf.io.gfile, 'GFile', GFile)
   make_manager = checkpoints.make_manager
 
   def local_checkpoints(workdir, **kwargs):
     assert str(workdir).startswith('ram://')
     return make_manager(str(tmp_path / 'checkpoints_of' / str(workdir).removeprefix('ram://')), **kwargs)
+
   monkeypatch.setattr(checkpoints, 'make_manager', local_checkpoints)
 
 
 def _tiny(config, data_dir, **overrides):
   config.dataset.data_dir = data_dir
-  config.update(num_train_steps=2, eval_every_steps=2, checkpoint_every_steps=2, log_every_steps=1,
-                **overrides)
+  config.update(num_train_steps=2, eval_every_steps=2, checkpoint_every_steps=2, log_every_steps=1, **overrides)
   return config
 
 
@@ -63,9 +66,12 @@ def test_train_finetune_evaluate_and_curves_with_data_and_runs_on_a_uri(ram_path
   # The real input pipeline, loop, checkpoints, writers and readers; test_train's stand-in network
   # (compiled in a second rather than a minute: the paths are what is tested).
   monkeypatch.setattr(train, 'build_model_and_task', test_train.stand_in_model_and_task)
-  videos = synthetic.generate(synthetic.SyntheticConfig(
-      width=32, height=32, num_frames=24, train_per_class=2, test_per_class=1, classes=('rise', 'fall')),
-                               tmp_path / 'videos')
+  videos = synthetic.generate(
+      synthetic.SyntheticConfig(
+          width=32, height=32, num_frames=24, train_per_class=2, test_per_class=1, classes=('rise', 'fall')
+      ),
+      tmp_path / 'videos',
+  )
   listing, settings = datasets.folder(videos, name='synthetic'), convert.Settings(width=32, height=32)
   local, data = tmp_path / 'data', 'ram://bucket/data'
   convert.convert(listing, local, settings=settings, videos_per_shard=2, log=QUIET)
@@ -97,8 +103,7 @@ def test_train_finetune_evaluate_and_curves_with_data_and_runs_on_a_uri(ram_path
   learning_curves.plot_curves({'b': curves}, 'ram://bucket/curves.png')
   assert epath.Path('ram://bucket/curves.png').read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 
-  vectors = {'features': np.eye(3, dtype=np.float32), 'labels': np.arange(3),
-             'label_names': np.array(['a', 'b', 'c'])}
+  vectors = {'features': np.eye(3, dtype=np.float32), 'labels': np.arange(3), 'label_names': np.array(['a', 'b', 'c'])}
   features.save('ram://bucket/features/test.npz', vectors)
   saved = frozen_eval.load('ram://bucket/features/test.npz')
   for name, value in vectors.items():

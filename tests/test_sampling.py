@@ -62,30 +62,32 @@ def test_eval_starts_are_uniformly_spaced():
 
 
 def test_random_start_covers_valid_range_only():
-  starts = {
-      int(sampling.random_window_start(tf.constant(8), 5, tf.constant([i, 7])).numpy())
-      for i in range(200)
-  }
+  starts = {int(sampling.random_window_start(tf.constant(8), 5, tf.constant([i, 7])).numpy()) for i in range(200)}
   assert starts == {0, 1, 2, 3}
 
 
 def test_random_start_is_deterministic_given_seed():
   seed = tf.constant([3, 4])
   first = sampling.random_window_start(tf.constant(100), 5, seed).numpy()
-  assert all(sampling.random_window_start(tf.constant(100), 5, seed).numpy() == first
-             for _ in range(5))
+  assert all(sampling.random_window_start(tf.constant(100), 5, seed).numpy() == first for _ in range(5))
 
 
-@pytest.mark.parametrize('num_usable,num_gops,start,expected', [
-    (8, 5, 2, {0, 1, 3}),  # four valid starts, all but 2
-    (5, 5, 0, {1, 2, 3, 4}),  # one valid start: wrap around
-    (3, 5, 1, {0, 2}),  # short video: every start wraps
-    (1, 5, 0, {0}),  # one GOP: no other window exists
-])
+@pytest.mark.parametrize(
+    'num_usable,num_gops,start,expected',
+    [
+        (8, 5, 2, {0, 1, 3}),  # four valid starts, all but 2
+        (5, 5, 0, {1, 2, 3, 4}),  # one valid start: wrap around
+        (3, 5, 1, {0, 2}),  # short video: every start wraps
+        (1, 5, 0, {0}),  # one GOP: no other window exists
+    ],
+)
 def test_shifted_start_differs_from_start(num_usable, num_gops, start, expected):
   shifted = {
-      int(sampling.shifted_window_start(
-          tf.constant(num_usable), num_gops, tf.constant(start), tf.constant([i, 1])).numpy())
+      int(
+          sampling.shifted_window_start(
+              tf.constant(num_usable), num_gops, tf.constant(start), tf.constant([i, 1])
+          ).numpy()
+      )
       for i in range(200)
   }
   assert shifted == expected
@@ -97,5 +99,5 @@ def test_pframes_stay_inside_their_gop():
   for start in range(5):
     gops, pframes = _indices(num_pframes.tolist(), start, 3, 4)
     for k, gop in enumerate(gops):
-      chunk = np.array(pframes[4 * k:4 * k + 4])
+      chunk = np.array(pframes[4 * k : 4 * k + 4])
       assert np.all(chunk >= first[gop]) and np.all(chunk < first[gop] + num_pframes[gop])

@@ -21,23 +21,24 @@ def _gop(rng, num_pframes):
   frame_motion_vectors = rng.integers(-6, 7, (num_pframes, HEIGHT, WIDTH, 2)).astype(np.int16)
   if num_pframes:
     motion_vectors[0, 0, 0] = (25, -33)  # Beyond the +-20 px the default encoding keeps.
-  return dict(iframe=iframe, motion_vectors=motion_vectors, residuals=residuals,
-              frame_motion_vectors=frame_motion_vectors)
+  return dict(
+      iframe=iframe, motion_vectors=motion_vectors, residuals=residuals, frame_motion_vectors=frame_motion_vectors
+  )
 
 
 def _round_trip(encoding, gops):
   encoded = [schema.encode_gop(encoding=encoding, **gop) for gop in gops]
   num_frames = sum(1 + len(gop['motion_vectors']) for gop in gops)
-  serialized = schema.serialize_example(video_id='class/video.avi', label=3, num_frames=num_frames, height=HEIGHT,
-                                        width=WIDTH, gop_size=4, gops=encoded)
+  serialized = schema.serialize_example(
+      video_id='class/video.avi', label=3, num_frames=num_frames, height=HEIGHT, width=WIDTH, gop_size=4, gops=encoded
+  )
   features = schema.parse_example(serialized)
   # Height and width as the pipeline has them: tensors parsed from the record.
   size = dict(height=features[schema.VIDEO_HEIGHT], width=features[schema.VIDEO_WIDTH])
   decoded = {
       'iframes': schema.decode_iframes(features[schema.GOP_IFRAME], **size),
       'motion_energy': schema.decode_motion_energy(features[schema.GOP_MOTION_ENERGY], **size),
-      'motion_vectors': schema.decode_motion_vectors(features[schema.PFRAME_MOTION_VECTORS], encoding=encoding,
-                                                     **size),
+      'motion_vectors': schema.decode_motion_vectors(features[schema.PFRAME_MOTION_VECTORS], encoding=encoding, **size),
       'residuals': schema.decode_residuals(features[schema.PFRAME_RESIDUALS], encoding=encoding, **size),
   }
   return features, {k: v.numpy() for k, v in decoded.items()}
@@ -58,8 +59,9 @@ def test_round_trip(encoding):
   iframes = np.stack([g['iframe'] for g in gops])
   motion_vectors = np.concatenate([g['motion_vectors'] for g in gops]).astype(np.float32)
   residuals = np.concatenate([g['residuals'] for g in gops]).astype(np.float32)
-  energy = np.stack([schema.motion_energy_map(g['frame_motion_vectors']) for g in gops[:2]]
-                    + [np.zeros((HEIGHT, WIDTH), np.uint16)])
+  energy = np.stack(
+      [schema.motion_energy_map(g['frame_motion_vectors']) for g in gops[:2]] + [np.zeros((HEIGHT, WIDTH), np.uint16)]
+  )
   assert decoded['iframes'].dtype == np.uint8 and decoded['iframes'].shape == (3, HEIGHT, WIDTH, 3)
   assert decoded['motion_vectors'].dtype == np.float32 and decoded['motion_vectors'].shape == (6, HEIGHT, WIDTH, 2)
   assert decoded['residuals'].dtype == np.float32 and decoded['residuals'].shape == (6, HEIGHT, WIDTH, 3)
@@ -87,15 +89,14 @@ def test_crop_equals_whole_frame_decoding_then_slicing(encoding, crop):
   for box in (crop, tf.constant(crop, tf.int32)):  # Python ints, and a tensor as the pipeline has it.
     cropped = {
         'iframes': schema.decode_iframes(features[schema.GOP_IFRAME], crop=box, **size),
-        'motion_energy': schema.decode_motion_energy(features[schema.GOP_MOTION_ENERGY], crop=box,
-                                                     **size),
-        'motion_vectors': schema.decode_motion_vectors(features[schema.PFRAME_MOTION_VECTORS],
-                                                       encoding=encoding, crop=box, **size),
-        'residuals': schema.decode_residuals(features[schema.PFRAME_RESIDUALS], encoding=encoding, crop=box,
-                                             **size),
+        'motion_energy': schema.decode_motion_energy(features[schema.GOP_MOTION_ENERGY], crop=box, **size),
+        'motion_vectors': schema.decode_motion_vectors(
+            features[schema.PFRAME_MOTION_VECTORS], encoding=encoding, crop=box, **size
+        ),
+        'residuals': schema.decode_residuals(features[schema.PFRAME_RESIDUALS], encoding=encoding, crop=box, **size),
     }
     for name, value in cropped.items():
-      expected = whole[name][:, top:top + height, left:left + width]
+      expected = whole[name][:, top : top + height, left : left + width]
       assert value.dtype == expected.dtype, name
       np.testing.assert_array_equal(value.numpy(), expected, err_msg=name)
 
@@ -109,11 +110,25 @@ def test_crop_outside_the_frame_is_rejected():
 def test_default_residual_is_close_on_smooth_content():
   yy, xx = np.mgrid[:48, :64]
   residual = np.stack([xx - 32, yy - 24, (xx + yy) // 2 - 50], -1).astype(np.int16)[None]
-  features = schema.parse_example(schema.serialize_example(
-      video_id='v', label=0, num_frames=2, height=48, width=64, gop_size=2,
-      gops=[schema.encode_gop(iframe=np.zeros((48, 64, 3), np.uint8), motion_vectors=np.zeros((1, 48, 64, 2), np.int16),
-                              residuals=residual, frame_motion_vectors=np.zeros((1, 48, 64, 2), np.int16),
-                              encoding='default')]))
+  features = schema.parse_example(
+      schema.serialize_example(
+          video_id='v',
+          label=0,
+          num_frames=2,
+          height=48,
+          width=64,
+          gop_size=2,
+          gops=[
+              schema.encode_gop(
+                  iframe=np.zeros((48, 64, 3), np.uint8),
+                  motion_vectors=np.zeros((1, 48, 64, 2), np.int16),
+                  residuals=residual,
+                  frame_motion_vectors=np.zeros((1, 48, 64, 2), np.int16),
+                  encoding='default',
+              )
+          ],
+      )
+  )
   decoded = schema.decode_residuals(features[schema.PFRAME_RESIDUALS], encoding='default', height=48, width=64)
   assert np.abs(decoded.numpy() - residual).mean() < 1.5
 
@@ -128,9 +143,9 @@ def test_motion_vector_quantisation_is_the_networks():
 
 def test_motion_energy_map_by_hand():
   vectors = np.zeros((2, 2, 3, 2), np.int16)
-  vectors[0, 0, 0] = (3, 4)   # |v| = 5
+  vectors[0, 0, 0] = (3, 4)  # |v| = 5
   vectors[1, 0, 0] = (0, -1)  # + 1
-  vectors[0, 1, 2] = (1, 1)   # sqrt 2 + sqrt 2 = 2.83 -> 3: summed, then rounded
+  vectors[0, 1, 2] = (1, 1)  # sqrt 2 + sqrt 2 = 2.83 -> 3: summed, then rounded
   vectors[1, 1, 2] = (-1, 1)
   vectors[:, 0, 1] = (-3000, 3000)  # 2 * 4243 = 8485
   energy = schema.motion_energy_map(vectors)
@@ -158,6 +173,7 @@ def test_tfds_features_match_the_parsing_spec():
         yield from flatten(value, f'{prefix}{key}/')
       else:
         yield f'{prefix}{key}', value
+
   serialized = dict(flatten(schema.tfds_features(['a', 'b']).get_serialized_info()))
   spec = schema.feature_spec()
   assert sorted(serialized) == sorted(spec)
@@ -167,15 +183,22 @@ def test_tfds_features_match_the_parsing_spec():
     assert (info.shape == ()) == isinstance(spec[name], tf.io.FixedLenFeature), name
 
 
-@pytest.mark.parametrize('bad', [
-    dict(iframe=np.zeros((HEIGHT, WIDTH, 3), np.float32)),
-    dict(motion_vectors=np.zeros((1, HEIGHT, WIDTH, 2), np.int32)),
-    dict(residuals=np.zeros((2, HEIGHT, WIDTH, 3), np.int16)),
-    dict(encoding='jpeg'),
-])
+@pytest.mark.parametrize(
+    'bad',
+    [
+        dict(iframe=np.zeros((HEIGHT, WIDTH, 3), np.float32)),
+        dict(motion_vectors=np.zeros((1, HEIGHT, WIDTH, 2), np.int32)),
+        dict(residuals=np.zeros((2, HEIGHT, WIDTH, 3), np.int16)),
+        dict(encoding='jpeg'),
+    ],
+)
 def test_encode_rejects_wrong_inputs(bad):
-  arrays = dict(iframe=np.zeros((HEIGHT, WIDTH, 3), np.uint8), motion_vectors=np.zeros((1, HEIGHT, WIDTH, 2), np.int16),
-                residuals=np.zeros((1, HEIGHT, WIDTH, 3), np.int16),
-                frame_motion_vectors=np.zeros((1, HEIGHT, WIDTH, 2), np.int16), encoding='default')
+  arrays = dict(
+      iframe=np.zeros((HEIGHT, WIDTH, 3), np.uint8),
+      motion_vectors=np.zeros((1, HEIGHT, WIDTH, 2), np.int16),
+      residuals=np.zeros((1, HEIGHT, WIDTH, 3), np.int16),
+      frame_motion_vectors=np.zeros((1, HEIGHT, WIDTH, 2), np.int16),
+      encoding='default',
+  )
   with pytest.raises(ValueError):
     schema.encode_gop(**{**arrays, **bad})

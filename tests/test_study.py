@@ -42,9 +42,9 @@ def test_tables_have_every_row_with_mean_and_error():
 def test_bar_chart_draws_a_png(tmp_path):
   summary = {row.name: {'video_accuracy': [0.5, 0.05]} for row in study.TABLE2}
   path = tmp_path / 'table2.png'
-  study.bar_chart(summary, study.TABLE2, (('video_accuracy', 'from scratch'),), 'Table 2', str(path),
-                  chance=1 / 6)
+  study.bar_chart(summary, study.TABLE2, (('video_accuracy', 'from scratch'),), 'Table 2', str(path), chance=1 / 6)
   from PIL import Image  # pylint: disable=g-import-not-at-top
+
   with Image.open(path) as picture:
     assert picture.size[0] > 400 and picture.size[1] > 300
 

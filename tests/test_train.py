@@ -46,8 +46,9 @@ class StandInBackbone(nn.Module):
   def __call__(self, iframes, motion_vectors, residuals, train, return_stages=False):
     pooled = jnp.concatenate([x.mean(axis=(1, 2, 3)) for x in (iframes, motion_vectors, residuals)], -1)
     # Parameters in the inputs' dtype: float64 for the device and process comparisons below.
-    pooled = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=pooled.dtype,
-                          param_dtype=pooled.dtype)(pooled)
+    pooled = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=pooled.dtype, param_dtype=pooled.dtype)(
+        pooled
+    )
     return {'features': nn.relu(nn.Dense(8, param_dtype=pooled.dtype)(pooled))}
 
 
@@ -82,8 +83,9 @@ class StandInTask:
     return outputs['classifier']
 
 
-def fake_batch(seed: int | tuple[int, ...], batch_size: int,
-               config: ml_collections.ConfigDict) -> dict[str, np.ndarray]:
+def fake_batch(
+    seed: int | tuple[int, ...], batch_size: int, config: ml_collections.ConfigDict
+) -> dict[str, np.ndarray]:
   """A batch with the keys and shapes of DESIGN.md section 3, random values from `seed`."""
   rng = np.random.default_rng(seed)
   g, t_p, s = config.data.num_gops, config.data.num_gops * config.data.p_per_gop, config.data.crop_size
@@ -104,14 +106,15 @@ def fake_batch(seed: int | tuple[int, ...], batch_size: int,
 class FakePipeline:
   """train_iterator / eval_iterator / dataset_info with the contract's signatures."""
 
-  def __init__(self, fail_after: int | None = None, nan_at: int | None = None,
-               sigterm_after: int | None = None):
+  def __init__(self, fail_after: int | None = None, nan_at: int | None = None, sigterm_after: int | None = None):
     self.fail_after, self.nan_at, self.sigterm_after = fail_after, nan_at, sigterm_after
 
   def dataset_info(self, data_dir):
     del data_dir
-    return {'label_names': [f'class{i}' for i in range(NUM_CLASSES)],
-            'splits': {'train': TRAIN_SIZE, 'test': EVAL_SIZE}}
+    return {
+        'label_names': [f'class{i}' for i in range(NUM_CLASSES)],
+        'splits': {'train': TRAIN_SIZE, 'test': EVAL_SIZE},
+    }
 
   def train_iterator(self, config, *, host_batch_size, seed, start_step=0, extras=frozenset()):
     del extras
@@ -130,12 +133,10 @@ class FakePipeline:
     del split, extras
     views = [(video, view) for video in range(EVAL_SIZE) for view in range(2)]
     for start in range(0, len(views), host_batch_size):
-      chunk = views[start:start + host_batch_size]
+      chunk = views[start : start + host_batch_size]
       batch = fake_batch(1000 + start, host_batch_size, config)
-      batch['label'] = np.array([v % NUM_CLASSES for v, _ in chunk] + [-1] * (host_batch_size - len(chunk)),
-                                np.int32)
-      batch['video_index'] = np.array([v for v, _ in chunk] + [-1] * (host_batch_size - len(chunk)),
-                                      np.int32)
+      batch['label'] = np.array([v % NUM_CLASSES for v, _ in chunk] + [-1] * (host_batch_size - len(chunk)), np.int32)
+      batch['video_index'] = np.array([v for v, _ in chunk] + [-1] * (host_batch_size - len(chunk)), np.int32)
       batch['mask'] = (batch['video_index'] >= 0).astype(np.float32)
       yield batch
 
@@ -179,8 +180,10 @@ def stand_ins(monkeypatch):
 
 def final_params(workdir) -> dict[str, np.ndarray]:
   restored, _ = checkpoints.restore_raw(str(workdir), parallel.replicated(parallel.make_mesh()))
-  return {k: np.asarray(v) for k, v in checkpoints.flatten(
-      {'params': restored['params'], 'batch_stats': restored['batch_stats']}).items()}
+  return {
+      k: np.asarray(v)
+      for k, v in checkpoints.flatten({'params': restored['params'], 'batch_stats': restored['batch_stats']}).items()
+  }
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -218,8 +221,7 @@ def test_interrupted_run_resumes_to_the_same_parameters(stand_ins, tmp_path):
     np.testing.assert_array_equal(resumed[name], straight[name], err_msg=name)
 
 
-def test_sigterm_saves_the_current_step_and_a_rerun_ends_where_an_uninterrupted_run_does(stand_ins,
-                                                                                         tmp_path):
+def test_sigterm_saves_the_current_step_and_a_rerun_ends_where_an_uninterrupted_run_does(stand_ins, tmp_path):
   config = tiny_config(num_train_steps=6, eval_every_steps=100, checkpoint_every_steps=4)
   train.train_and_evaluate(config, str(tmp_path / 'straight'))
 
@@ -251,6 +253,7 @@ def test_a_second_run_on_a_busy_workdir_refuses(stand_ins, tmp_path):
 def test_steps_logged_again_after_a_resume_appear_once(stand_ins, tmp_path):
   """A run killed after step 3 but checkpointed at 2 logs step 3 twice; both readers show it once."""
   from tensorboard.backend.event_processing import plugin_event_accumulator  # pylint: disable=g-import-not-at-top
+
   config = tiny_config(num_train_steps=5, eval_every_steps=100, log_every_steps=1, checkpoint_every_steps=2)
   stand_ins(FakePipeline(fail_after=3))
   with pytest.raises(KeyboardInterrupt):
@@ -267,6 +270,7 @@ def test_steps_logged_again_after_a_resume_appear_once(stand_ins, tmp_path):
 
 def test_finetune_config_without_init_from_refuses_to_train_from_scratch(stand_ins, tmp_path):
   from configs import finetune, supervised  # pylint: disable=g-import-not-at-top
+
   assert finetune.get_config('synthetic:tiny').require_init_from
   assert not supervised.get_config('synthetic:tiny').require_init_from
   with pytest.raises(ValueError, match=r'--config.init_from=PRETRAIN_WORKDIR.*configs/supervised.py'):
@@ -280,9 +284,13 @@ def _quick_jit(function):
 
   def call(*args):
     if 'program' not in compiled:
-      compiled['program'] = jax.jit(function).lower(*args).compile(compiler_options={
-          'xla_backend_optimization_level': 0, 'xla_llvm_disable_expensive_passes': True})
+      compiled['program'] = (
+          jax.jit(function)
+          .lower(*args)
+          .compile(compiler_options={'xla_backend_optimization_level': 0, 'xla_llvm_disable_expensive_passes': True})
+      )
     return compiled['program'](*args)
+
   return call
 
 
@@ -307,22 +315,24 @@ def test_coviar_trains_each_stream_and_evaluates_the_fused_logits():
   np.testing.assert_array_equal(eval_scores, fused_scores)
 
   def loss_fn(params):
-    outputs, _ = train.apply_model(model, params, state.batch_stats, inputs, train=True,
-                                   rng=jax.random.key(2))
+    outputs, _ = train.apply_model(model, params, state.batch_stats, inputs, train=True, rng=jax.random.key(2))
     return task.loss_and_metrics(outputs, targets, batch['mask'])[0], outputs
 
   (loss, outputs), grads = _quick_jit(jax.value_and_grad(loss_fn, has_aux=True))(state.params)
-  per_stream = [optax.softmax_cross_entropy_with_integer_labels(outputs['stream_logits'][s],
-                                                                batch['label']).mean() for s in 'imr']
+  per_stream = [
+      optax.softmax_cross_entropy_with_integer_labels(outputs['stream_logits'][s], batch['label']).mean() for s in 'imr'
+  ]
   # Three 3-class cross-entropies of logits below 10 in magnitude (the tiny network's), each within
   # its bound, added (u of the sum each).
-  numerics.assert_within(loss, sum(per_stream), 3 * numerics.cross_entropy_bound(3, 10.0, float(loss))
-                         + numerics.gamma(2) * float(loss))
+  numerics.assert_within(
+      loss, sum(per_stream), 3 * numerics.cross_entropy_bound(3, 10.0, float(loss)) + numerics.gamma(2) * float(loss)
+  )
   assert float(jnp.abs(outputs['logits']).max()) < 10.0
   for stream in 'imr':  # every stream's own classifier is trained
     assert np.abs(grads['backbone'][f'{stream}_classifier']['kernel']).sum() > 0
-  _, step_metrics, finite = _quick_jit(functools.partial(
-      train.train_step, model=model, task=task, schedule=schedule))(state, batch, jax.random.key(3))
+  _, step_metrics, finite = _quick_jit(functools.partial(train.train_step, model=model, task=task, schedule=schedule))(
+      state, batch, jax.random.key(3)
+  )
   assert np.all(finite) and {'accuracy', 'accuracy/i', 'loss/m'} <= set(metrics_lib.compute(step_metrics))
 
 
@@ -358,8 +368,9 @@ def test_optimizer_schedule_warms_up_then_decays_to_zero():
     _, schedule = train.make_optimizer(config, steps_per_epoch=5, total_steps=50)
     assert float(schedule(0)) == 0.0
     # optax's schedules in float32: the peak and the end of a cosine within a few u of exact.
-    numerics.assert_within(schedule(10), config.optimizer.learning_rate,
-                           numerics.gamma(8) * config.optimizer.learning_rate)
+    numerics.assert_within(
+        schedule(10), config.optimizer.learning_rate, numerics.gamma(8) * config.optimizer.learning_rate
+    )
     numerics.assert_within(schedule(50), 0.0, numerics.gamma(8) * config.optimizer.learning_rate)
   with pytest.raises(ValueError, match='optimizer.name'):
     train.make_optimizer(tiny_config(**{'optimizer.name': 'lamb'}), 5, 50)
@@ -368,7 +379,7 @@ def test_optimizer_schedule_warms_up_then_decays_to_zero():
 # ---------------------------------------------------------------------------------------------------
 # Devices and processes: one step computed three ways must agree.
 
-STEP_SCRIPT = r'''
+STEP_SCRIPT = r"""
 import os, sys, json
 import numpy as np
 sys.path[:0] = [{repo!r}, os.path.join({repo!r}, 'tests')]
@@ -379,7 +390,7 @@ jax.config.update('jax_enable_x64', True)
 import test_train
 params = test_train.one_step_params(np.float64)
 np.savez(sys.argv[2], **params)
-'''
+"""
 
 
 def one_step_params(dtype=np.float32) -> dict[str, np.ndarray]:
@@ -390,22 +401,27 @@ def one_step_params(dtype=np.float32) -> dict[str, np.ndarray]:
   mesh = parallel.make_mesh()
   model, task = stand_in_model_and_task(config, NUM_CLASSES)
   tx, schedule = train.make_optimizer(config, steps_per_epoch=1, total_steps=4)
-  full = {key: value.astype(dtype) if value.dtype == np.float32 else value
-          for key, value in fake_batch(7, config.batch_size, config).items()}
+  full = {
+      key: value.astype(dtype) if value.dtype == np.float32 else value
+      for key, value in fake_batch(7, config.batch_size, config).items()
+  }
   host_batch_size = parallel.host_batch_size(config.batch_size, mesh)
   start = jax.process_index() * host_batch_size
-  batch = parallel.global_batch({k: v[start:start + host_batch_size] for k, v in full.items()}, mesh)
+  batch = parallel.global_batch({k: v[start : start + host_batch_size] for k, v in full.items()}, mesh)
   replicated = parallel.replicated(mesh)
   inputs, _ = task.prepare(full, None)
-  state = jax.jit(lambda r: train.init_state(model, tx, inputs, r), out_shardings=replicated)(
-      jax.random.key(0))
-  step = jax.jit(lambda s, b, r: train.train_step(s, b, r, model=model, task=task, schedule=schedule),
-                 in_shardings=(replicated, parallel.data_sharding(mesh), replicated),
-                 out_shardings=replicated)
+  state = jax.jit(lambda r: train.init_state(model, tx, inputs, r), out_shardings=replicated)(jax.random.key(0))
+  step = jax.jit(
+      lambda s, b, r: train.train_step(s, b, r, model=model, task=task, schedule=schedule),
+      in_shardings=(replicated, parallel.data_sharding(mesh), replicated),
+      out_shardings=replicated,
+  )
   for _ in range(2):  # two steps: the second sees momentum and updated batch statistics
     state, _, _ = step(state, batch, jax.random.key(1))
-  return {k: np.asarray(v) for k, v in checkpoints.flatten(
-      {'params': state.params, 'batch_stats': state.batch_stats}).items()}
+  return {
+      k: np.asarray(v)
+      for k, v in checkpoints.flatten({'params': state.params, 'batch_stats': state.batch_stats}).items()
+  }
 
 
 def _run(args, env_extra=None, timeout=240):
@@ -428,8 +444,10 @@ def test_four_fake_devices_match_one_device(tmp_path):
   with jax.enable_x64(True):
     reference = one_step_params(np.float64)
   script = STEP_SCRIPT.format(repo=str(REPO), distributed=False, port=0)
-  process = _run([sys.executable, '-c', script, '0', str(tmp_path / 'four.npz')],
-                 {'XLA_FLAGS': os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=4'})
+  process = _run(
+      [sys.executable, '-c', script, '0', str(tmp_path / 'four.npz')],
+      {'XLA_FLAGS': os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=4'},
+  )
   _check(process)
   four = np.load(tmp_path / 'four.npz')
   assert set(four.files) == set(reference)
@@ -464,7 +482,8 @@ def test_two_processes_train_a_step_and_agree(tmp_path):
 
 def _tree(**leaves):
   return checkpoints.flax.traverse_util.unflatten_dict(
-      {tuple(k.split('/')): np.full(shape, 1.0, np.float32) for k, shape in leaves.items()})
+      {tuple(k.split('/')): np.full(shape, 1.0, np.float32) for k, shape in leaves.items()}
+  )
 
 
 def test_strict_merge_loads_all_but_dont_load():
@@ -492,25 +511,33 @@ def test_fine_tuning_loads_a_pretraining_checkpoint_strictly(stand_ins, tmp_path
   train.train_and_evaluate(tiny_config(num_train_steps=2), str(tmp_path / 'pretrain'))
   pretrained = final_params(tmp_path / 'pretrain')
   # Fine-tuning with lr 0: the loaded backbone must come through unchanged; the head is fresh.
-  config = tiny_config(num_train_steps=1, init_from=str(tmp_path / 'pretrain'),
-                       **{'optimizer.learning_rate': 0.0})
+  config = tiny_config(num_train_steps=1, init_from=str(tmp_path / 'pretrain'), **{'optimizer.learning_rate': 0.0})
   train.train_and_evaluate(config, str(tmp_path / 'finetune'))
   finetuned = final_params(tmp_path / 'finetune')
-  np.testing.assert_array_equal(finetuned['params/backbone/Dense_0/kernel'],
-                                pretrained['params/backbone/Dense_0/kernel'])
-  assert not np.array_equal(finetuned['params/heads/classifier/Dense_0/kernel'],
-                            pretrained['params/heads/classifier/Dense_0/kernel'])
+  np.testing.assert_array_equal(
+      finetuned['params/backbone/Dense_0/kernel'], pretrained['params/backbone/Dense_0/kernel']
+  )
+  assert not np.array_equal(
+      finetuned['params/heads/classifier/Dense_0/kernel'], pretrained['params/heads/classifier/Dense_0/kernel']
+  )
 
   # A renamed parameter in the fine-tuning model is an error, not a silent re-initialisation.
   class RenamedBackbone(StandInBackbone):
+
     @nn.compact
     def __call__(self, iframes, motion_vectors, residuals, train, return_stages=False):
       pooled = jnp.concatenate([x.mean(axis=(1, 2, 3)) for x in (iframes, motion_vectors, residuals)], -1)
       pooled = nn.BatchNorm(use_running_average=not train)(pooled)
       return {'features': nn.Dense(8, name='renamed')(pooled)}
 
-  monkeypatch.setattr(train, 'build_model_and_task', lambda config, num_classes: (
-      models.MultiHeadModel(backbone=RenamedBackbone(), heads=StandInTask().heads()), StandInTask()))
+  monkeypatch.setattr(
+      train,
+      'build_model_and_task',
+      lambda config, num_classes: (
+          models.MultiHeadModel(backbone=RenamedBackbone(), heads=StandInTask().heads()),
+          StandInTask(),
+      ),
+  )
   with pytest.raises(ValueError, match='missing from checkpoint: backbone/renamed/kernel'):
     train.train_and_evaluate(config, str(tmp_path / 'renamed'))
 
@@ -520,9 +547,16 @@ def test_fine_tuning_loads_a_pretraining_checkpoint_strictly(stand_ins, tmp_path
 
 
 def test_video_accuracy_averages_views_per_video():
-  scores = np.array([[0.9, 0.1], [0.2, 0.8], [0.3, 0.7],  # video 0: mean favours class 1
-                     [0.6, 0.4], [0.5, 0.5],              # video 1: class 0
-                     [0.0, 1.0]])                         # padding
+  scores = np.array(
+      [
+          [0.9, 0.1],
+          [0.2, 0.8],
+          [0.3, 0.7],  # video 0: mean favours class 1
+          [0.6, 0.4],
+          [0.5, 0.5],  # video 1: class 0
+          [0.0, 1.0],
+      ]
+  )  # padding
   video_index = np.array([0, 0, 0, 1, 1, -1])
   labels = np.array([1, 1, 1, 1, 1, 0])
   mask = np.array([1, 1, 1, 1, 1, 0], np.float32)
@@ -531,11 +565,14 @@ def test_video_accuracy_averages_views_per_video():
 
 
 def test_collection_averages_over_real_examples_only():
-  collection = metrics_lib.make_collection({'accuracy': jnp.array([1.0, 0.0, 1.0, 1.0])},
-                                           jnp.array([1.0, 1.0, 1.0, 0.0]), {'loss': jnp.array(2.0)})
-  collection = collection.merge(metrics_lib.make_collection(
-      {'accuracy': jnp.array([0.0, 0.0, 0.0, 0.0])}, jnp.array([1.0, 0.0, 0.0, 0.0]),
-      {'loss': jnp.array(4.0)}))
+  collection = metrics_lib.make_collection(
+      {'accuracy': jnp.array([1.0, 0.0, 1.0, 1.0])}, jnp.array([1.0, 1.0, 1.0, 0.0]), {'loss': jnp.array(2.0)}
+  )
+  collection = collection.merge(
+      metrics_lib.make_collection(
+          {'accuracy': jnp.array([0.0, 0.0, 0.0, 0.0])}, jnp.array([1.0, 0.0, 0.0, 0.0]), {'loss': jnp.array(4.0)}
+      )
+  )
   # loss: 2.0 for 3 real examples, 4.0 for 1 -> 2.5.
   assert metrics_lib.compute(collection, 'eval/') == {'eval/accuracy': 0.5, 'eval/loss': 2.5}
 
@@ -543,9 +580,12 @@ def test_collection_averages_over_real_examples_only():
 def test_a_coviar_checkpoint_loads_into_coviar_of_another_class_count():
   """Kinetics-style CoViAR (400 classes) fine-tuned to 101: the per-stream classifiers are re-made."""
   from configs import finetune  # pylint: disable=g-import-not-at-top
+
   config = finetune.get_config('ucf101:1:coviar:tiny')
-  inputs = {name: jnp.zeros((1, 2, 16, 16, channels)) for name, channels in
-            (('iframes', 3), ('motion_vectors', 2), ('residuals', 3))}
+  inputs = {
+      name: jnp.zeros((1, 2, 16, 16, channels))
+      for name, channels in (('iframes', 3), ('motion_vectors', 2), ('residuals', 3))
+  }
 
   def params(num_classes):
     model, _ = train.build_model_and_task(config, num_classes)
@@ -577,7 +617,7 @@ def test_workdir_describes_itself_and_a_resume_says_so(stand_ins, tmp_path, caps
   assert json.loads((tmp_path / train.CONFIG_FILE).read_text())['config']['num_train_steps'] == 5
 
 
-PREEMPTION_SCRIPT = '''
+PREEMPTION_SCRIPT = """
 import os, signal, sys, time
 sys.path.insert(0, {repo!r})
 import jax
@@ -593,7 +633,7 @@ with checkpoints.PreemptionWatch() as watch:
       print('save and stop at step', step, flush=True)
       break
     time.sleep(0.01)  # a training step
-'''
+"""
 
 
 def test_a_sigterm_to_one_host_stops_every_host_at_the_same_step(tmp_path):
@@ -611,13 +651,20 @@ def test_a_sigterm_to_one_host_stops_every_host_at_the_same_step(tmp_path):
 def test_the_three_official_splits_are_evaluated_each_on_its_own_test_split(monkeypatch):
   from configs import finetune  # pylint: disable=g-import-not-at-top
   from imr_jax import evaluate  # pylint: disable=g-import-not-at-top
+
   seen = []
 
   def fake_evaluate(config, workdir, step=None):
     seen.append((workdir, config.dataset.train_split, config.dataset.eval_split, step))
     number = int(workdir[-1])
-    return {'step': 10, 'split': config.dataset.eval_split, 'video_accuracy': number / 10,
-            'clip_accuracy': number / 20, 'num_videos': 100 + number}
+    return {
+        'step': 10,
+        'split': config.dataset.eval_split,
+        'video_accuracy': number / 10,
+        'clip_accuracy': number / 20,
+        'num_videos': 100 + number,
+    }
+
   monkeypatch.setattr(evaluate, 'evaluate_checkpoint', fake_evaluate)
   config = finetune.get_config('ucf101')
   results = evaluate.evaluate_official_splits(config, 'runs/ft_ucf101_{split}')

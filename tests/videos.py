@@ -19,17 +19,25 @@ def _texture(rng: np.random.Generator, height: int, width: int, smooth: int) -> 
   noise = luma + rng.uniform(-20, 20, (1, 1, 3))
   summed = noise.cumsum(0).cumsum(1)
   summed = np.pad(summed, ((1, 0), (1, 0), (0, 0)))
-  box = (summed[smooth:, smooth:] - summed[:-smooth, smooth:] - summed[smooth:, :-smooth]
-         + summed[:-smooth, :-smooth]) / smooth**2
+  box = (
+      summed[smooth:, smooth:] - summed[:-smooth, smooth:] - summed[smooth:, :-smooth] + summed[:-smooth, :-smooth]
+  ) / smooth**2
   box = box[:height, :width]
   box = (box - box.mean()) / (box.std() + 1e-6) * 50 + 128  # restore contrast lost to the blur
   return np.clip(box, 0, 255).astype(np.uint8)
 
 
-def moving_square_frames(num_frames: int, height: int, width: int, *,
-                         velocity: tuple[int, int] = (2, 1), size: int = 32,
-                         start: tuple[int, int] = (16, 16), seed: int = 0,
-                         smooth: int = 3) -> np.ndarray:
+def moving_square_frames(
+    num_frames: int,
+    height: int,
+    width: int,
+    *,
+    velocity: tuple[int, int] = (2, 1),
+    size: int = 32,
+    start: tuple[int, int] = (16, 16),
+    seed: int = 0,
+    smooth: int = 3,
+) -> np.ndarray:
   """Frames of a textured square moving `velocity` = (dx, dy) px per frame over a textured scene.
 
   Frame t shows the square with its top-left corner at start + t * velocity (x, y), clipped by the
@@ -47,7 +55,7 @@ def moving_square_frames(num_frames: int, height: int, width: int, *,
     xa, ya = max(x0, 0), max(y0, 0)
     xb, yb = min(x0 + size, width), min(y0 + size, height)
     if xa < xb and ya < yb:
-      frames[t, ya:yb, xa:xb] = square[ya - y0:yb - y0, xa - x0:xb - x0]
+      frames[t, ya:yb, xa:xb] = square[ya - y0 : yb - y0, xa - x0 : xb - x0]
   return frames
 
 
@@ -59,20 +67,26 @@ def write_video(path: str | pathlib.Path, frames: np.ndarray, *, fps: int = 25) 
     stream.height, stream.width = frames.shape[1:3]
     stream.pix_fmt = 'bgr0'
     for frame in frames:
-      container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame),
-                                                               format='rgb24')))
+      container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format='rgb24')))
     container.mux(stream.encode(None))
   return path
 
 
-def write_moving_square_video(path: str | pathlib.Path, num_frames: int = 14, height: int = 64,
-                              width: int = 96, **kwargs) -> pathlib.Path:
+def write_moving_square_video(
+    path: str | pathlib.Path, num_frames: int = 14, height: int = 64, width: int = 96, **kwargs
+) -> pathlib.Path:
   """`moving_square_frames` written losslessly to `path` (re-encode it to get an MPEG-4 stream)."""
   return write_video(path, moving_square_frames(num_frames, height, width, **kwargs))
 
 
-def write_mpeg4(path: str | pathlib.Path, frames: np.ndarray, *, gop_size: int = 12,
-                max_b_frames: int = 0, iframes_at: tuple[int, ...] = ()) -> pathlib.Path:
+def write_mpeg4(
+    path: str | pathlib.Path,
+    frames: np.ndarray,
+    *,
+    gop_size: int = 12,
+    max_b_frames: int = 0,
+    iframes_at: tuple[int, ...] = (),
+) -> pathlib.Path:
   """Encodes frames straight to a raw MPEG-4 Part 2 stream, optionally breaking CoViAR's rules.
 
   Args:
@@ -96,8 +110,7 @@ def write_mpeg4(path: str | pathlib.Path, frames: np.ndarray, *, gop_size: int =
       frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format='rgb24')
       frame = frame.reformat(format='yuv420p')
       frame.pts = t
-      frame.pict_type = (av.video.frame.PictureType.I if t in iframes_at
-                         else av.video.frame.PictureType.NONE)
+      frame.pict_type = av.video.frame.PictureType.I if t in iframes_at else av.video.frame.PictureType.NONE
       container.mux(stream.encode(frame))
     container.mux(stream.encode(None))
   return path

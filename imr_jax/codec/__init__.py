@@ -24,5 +24,17 @@ from imr_jax.codec.stream import probe
 from imr_jax.codec.stream import reencode
 from imr_jax.codec.stream import StreamInfo
 
-__all__ = ['BLOCK_FIELDS', 'CodecError', 'GOP_BACKENDS', 'Gop', 'GopBuilder', 'MotionMapper',
-           'StreamInfo', 'iter_gops', 'motion_map', 'probe', 'reencode', 'reference_motion_map']
+__all__ = [
+    'BLOCK_FIELDS',
+    'CodecError',
+    'GOP_BACKENDS',
+    'Gop',
+    'GopBuilder',
+    'MotionMapper',
+    'StreamInfo',
+    'iter_gops',
+    'motion_map',
+    'probe',
+    'reencode',
+    'reference_motion_map',
+]

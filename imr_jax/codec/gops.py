@@ -47,6 +47,7 @@ class Gop:
     block_motion_vectors: P int32 arrays (N_k, 7), the decoder's vectors of each P-frame, columns
       `motion.BLOCK_FIELDS` (source, w, h, src_x, src_y, dst_x, dst_y); (0, 7) without side data.
   """
+
   index: int
   start_frame: int
   iframe: np.ndarray
@@ -65,8 +66,7 @@ class Gop:
       height, width = self.iframe.shape[:2]
       maps = np.empty((self.num_pframes, height, width, 2), np.int16)
       for blocks, out in zip(self.block_motion_vectors, maps):
-        kernels.paint_motion(np.ascontiguousarray(blocks, np.int32),
-                             out.view(np.int32).reshape(-1), height, width)
+        kernels.paint_motion(np.ascontiguousarray(blocks, np.int32), out.view(np.int32).reshape(-1), height, width)
       object.__setattr__(self, '_frame_motion_vectors', maps)  # a cache, not a change of value
     return self._frame_motion_vectors
 
@@ -99,15 +99,14 @@ class GopBuilder:
     backend: 'numba' (default, fastest), 'numpy' or 'reference'; all give identical outputs.
   """
 
-  def __init__(self, height: int, width: int, *, accumulate: bool = True, capacity: int = 11,
-               backend: str = 'numba'):
+  def __init__(self, height: int, width: int, *, accumulate: bool = True, capacity: int = 11, backend: str = 'numba'):
     if backend not in BACKENDS:
       raise ValueError(f'backend={backend!r} must be one of {BACKENDS}')
     self.height, self.width, self.accumulate = height, width, accumulate
     self.capacity, self.backend = capacity, backend
     num_pixels = height * width
     self.mapper = motion.MotionMapper(height, width)
-    self._source = np.empty(num_pixels, np.int32)       # A_t, flat (numpy and reference paths)
+    self._source = np.empty(num_pixels, np.int32)  # A_t, flat (numpy and reference paths)
     self._next_source = np.empty(num_pixels, np.int32)
     # (x, y) int16 of every pixel, also viewed as one int32 per pixel for gathers.
     y, x = np.divmod(np.arange(num_pixels), width)
@@ -155,7 +154,7 @@ class GopBuilder:
     self.capacity *= 2
     self._allocate(self.capacity)
     for new, kept in zip((self.motion, self.residuals), old):
-      new[:self.count] = kept[:self.count]
+      new[: self.count] = kept[: self.count]
     if self.backend == 'numba' and self._previous is not self._no_motion:
       self._previous = self.motion[self._previous_index].view(np.int32).reshape(-1)
 
@@ -201,20 +200,39 @@ class GopBuilder:
       reference, reference_stride = self._reference_rows  # F_{t-1}
       packed_motion = self.motion[t].view(np.int32).reshape(-1)
       kernels.paint_motion(blocks, packed_motion, height, width)
-      kernels.frame_residual(packed_motion, rows, stride, reference, reference_stride, residual,
-                             height, width)
+      kernels.frame_residual(packed_motion, rows, stride, reference, reference_stride, residual, height, width)
       self._reference_rows = rows, stride
       return
     accumulated = self.motion[t].view(np.int32).reshape(-1)
     if kernels.paint_cells(blocks, self._cells, self._covered, self._columns):
       self.cell_frames += 1
-      kernels.accumulate_frame_cells(self._cells, self._columns, self._previous, self._warped,
-                                     rows, stride, accumulated, self._next_warped, residual,
-                                     height, width)
+      kernels.accumulate_frame_cells(
+          self._cells,
+          self._columns,
+          self._previous,
+          self._warped,
+          rows,
+          stride,
+          accumulated,
+          self._next_warped,
+          residual,
+          height,
+          width,
+      )
     else:
       kernels.paint_motion(blocks, self._packed_motion, height, width)
-      kernels.accumulate_frame(self._packed_motion, self._previous, self._warped, rows, stride,
-                               accumulated, self._next_warped, residual, height, width)
+      kernels.accumulate_frame(
+          self._packed_motion,
+          self._previous,
+          self._warped,
+          rows,
+          stride,
+          accumulated,
+          self._next_warped,
+          residual,
+          height,
+          width,
+      )
     self._previous, self._previous_index = accumulated, t
     self._warped, self._next_warped = self._next_warped, self._warped
 
@@ -225,8 +243,7 @@ class GopBuilder:
       np.take(self._source, source, out=self._next_source, mode='clip')
       self._source, self._next_source = self._next_source, self._source
       # Accumulated MV p - A_t(p), from the coordinates of A_t(p).
-      np.take(self._packed_coordinates, self._source,
-              out=motion_vectors.view(np.int32).reshape(-1), mode='clip')
+      np.take(self._packed_coordinates, self._source, out=motion_vectors.view(np.int32).reshape(-1), mode='clip')
       np.subtract(self._coordinates, motion_vectors, out=motion_vectors)
       np.take(self._reference, self._source, out=self._gathered_items, mode='clip')
     else:
@@ -240,8 +257,9 @@ class GopBuilder:
     if self.accumulate:
       self._source = self._source[source]  # A_t(p) = A_{t-1}(p - mv_t(p))
       source_y, source_x = np.divmod(self._source, self.width)
-      self.motion[t] = (self._coordinates.reshape(-1, 2)
-                        - np.stack([source_x, source_y], -1)).reshape(self.motion[t].shape)
+      self.motion[t] = (self._coordinates.reshape(-1, 2) - np.stack([source_x, source_y], -1)).reshape(
+          self.motion[t].shape
+      )
       taken = self._source
     else:
       self.motion[t] = frame_motion
@@ -258,15 +276,22 @@ class GopBuilder:
     # memory (a copy is fresh memory, page faults included).
     trim = (lambda a: a[:count]) if 2 * count >= self.capacity else (lambda a: a[:count].copy())
     motion_vectors = trim(self.motion)
-    return Gop(index=self.index, start_frame=self.start_frame, iframe=self.iframe,
-               motion_vectors=motion_vectors, residuals=trim(self.residuals),
-               block_motion_vectors=tuple(self.blocks),
-               _frame_motion_vectors=None if self.accumulate else motion_vectors)
+    return Gop(
+        index=self.index,
+        start_frame=self.start_frame,
+        iframe=self.iframe,
+        motion_vectors=motion_vectors,
+        residuals=trim(self.residuals),
+        block_motion_vectors=tuple(self.blocks),
+        _frame_motion_vectors=None if self.accumulate else motion_vectors,
+    )
 
 
 def _not_coviar(path: Any, what: str) -> CodecError:
-  return CodecError(f'{path}: {what}, but iter_gops needs an MPEG-4 Part 2 stream with I-frames '
-                    f'exactly every gop_size frames and no B-frames; {stream_lib.REENCODE_HINT}')
+  return CodecError(
+      f'{path}: {what}, but iter_gops needs an MPEG-4 Part 2 stream with I-frames '
+      f'exactly every gop_size frames and no B-frames; {stream_lib.REENCODE_HINT}'
+  )
 
 
 def _block_vectors(side_data) -> np.ndarray | None:
@@ -316,8 +341,7 @@ def iter_gops(path: Any, *, accumulate: bool = True, backend: str = 'numba') -> 
         frame_number += 1
         kind = av.video.frame.PictureType(frame.pict_type).name
         if frame.width != width or frame.height != height:
-          raise _not_coviar(path, f'frame {frame_number} is {frame.width}x{frame.height}, not '
-                            f'{width}x{height}')
+          raise _not_coviar(path, f'frame {frame_number} is {frame.width}x{frame.height}, not ' f'{width}x{height}')
         if kind == 'I':
           if frame_number == 0:
             pass
@@ -325,8 +349,7 @@ def iter_gops(path: Any, *, accumulate: bool = True, backend: str = 'numba') -> 
             gop_size = frame_number
             builder.capacity = gop_size - 1  # later GOPs fill their buffers exactly
           elif frame_number % gop_size:
-            raise _not_coviar(path, f'frame {frame_number} is an I-frame off the {gop_size}-frame '
-                              'GOP grid')
+            raise _not_coviar(path, f'frame {frame_number} is an I-frame off the {gop_size}-frame ' 'GOP grid')
           if builder is not None:
             yield builder.finish()
           else:
@@ -337,15 +360,17 @@ def iter_gops(path: Any, *, accumulate: bool = True, backend: str = 'numba') -> 
           if frame_number == 0:
             raise _not_coviar(path, 'its first frame is a P-frame')
           if gop_size is not None and frame_number % gop_size == 0:
-            raise _not_coviar(path, f'frame {frame_number} is a P-frame where the {gop_size}-frame '
-                              'GOP grid needs an I-frame')
-          builder.add(stream_lib.frame_to_rgb(frame),
-                      _block_vectors(frame.side_data.get('MOTION_VECTORS')))
+            raise _not_coviar(
+                path, f'frame {frame_number} is a P-frame where the {gop_size}-frame ' 'GOP grid needs an I-frame'
+            )
+          builder.add(stream_lib.frame_to_rgb(frame), _block_vectors(frame.side_data.get('MOTION_VECTORS')))
         else:
           raise _not_coviar(path, f'frame {frame_number} is a {kind}-frame')
     except av.error.FFmpegError as error:
-      raise CodecError(f'{path}: the stream is truncated or corrupt at frame {frame_number + 1} '
-                       f'({error}); re-encode it from its source') from None
+      raise CodecError(
+          f'{path}: the stream is truncated or corrupt at frame {frame_number + 1} '
+          f'({error}); re-encode it from its source'
+      ) from None
     if builder is None:
       raise CodecError(f'{path}: the video stream has zero frames; give a video with frames')
     yield builder.finish()

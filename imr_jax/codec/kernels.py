@@ -114,12 +114,11 @@ def paint_motion(blocks: np.ndarray, motion: np.ndarray, height: int, width: int
 
 
 @numba.njit(cache=True, nogil=True, error_model='numpy')
-def copy_rows(rgb: np.ndarray, rgb_stride: int, out: np.ndarray, height: int,
-              width: int) -> None:
+def copy_rows(rgb: np.ndarray, rgb_stride: int, out: np.ndarray, height: int, width: int) -> None:
   """Copies uint8 rows (`flat_rows`) with row stride `rgb_stride` into a flat (H * W * 3,) array."""
   for y in range(height):
-    source = rgb[y * rgb_stride:y * rgb_stride + 3 * width]
-    target = out[3 * y * width:3 * (y + 1) * width]
+    source = rgb[y * rgb_stride : y * rgb_stride + 3 * width]
+    target = out[3 * y * width : 3 * (y + 1) * width]
     for k in range(3 * width):
       target[k] = source[k]
 
@@ -156,8 +155,7 @@ def paint_cells(blocks: np.ndarray, cells: np.ndarray, covered: np.ndarray, colu
     column, row = left // _CELL, top // _CELL
     if column + w // _CELL > columns or row + h // _CELL > rows:
       return False
-    packed = np.int32(((blocks[i, 6] - blocks[i, 4]) << 16)
-                      | ((blocks[i, 5] - blocks[i, 3]) & 0xFFFF))
+    packed = np.int32(((blocks[i, 6] - blocks[i, 4]) << 16) | ((blocks[i, 5] - blocks[i, 3]) & 0xFFFF))
     for r in range(row, row + h // _CELL):
       for c in range(column, column + w // _CELL):
         if covered[r * columns + c]:
@@ -168,8 +166,16 @@ def paint_cells(blocks: np.ndarray, cells: np.ndarray, covered: np.ndarray, colu
 
 
 @numba.njit(cache=True, nogil=True, error_model='numpy', inline='always')
-def _copy_run(p: int, n: int, m: int, width: int, previous: np.ndarray,
-              warped_previous: np.ndarray, accumulated: np.ndarray, warped: np.ndarray) -> None:
+def _copy_run(
+    p: int,
+    n: int,
+    m: int,
+    width: int,
+    previous: np.ndarray,
+    warped_previous: np.ndarray,
+    accumulated: np.ndarray,
+    warped: np.ndarray,
+) -> None:
   """acc_t and W_t of the n pixels from flat index p on, which all have the packed MV m."""
   q = _U(p - ((m >> 16) * width + np.int16(m & 0xFFFF)))  # inside: the both-ends-inside rule
   p, n = _U(p), _U(n)
@@ -183,12 +189,13 @@ def _copy_run(p: int, n: int, m: int, width: int, previous: np.ndarray,
 
 
 @numba.njit(cache=True, nogil=True, error_model='numpy', inline='always')
-def _residual_row(y: int, width: int, rgb: np.ndarray, rgb_stride: int, warped: np.ndarray,
-                  residual: np.ndarray) -> None:
+def _residual_row(
+    y: int, width: int, rgb: np.ndarray, rgb_stride: int, warped: np.ndarray, residual: np.ndarray
+) -> None:
   """Row y of F_t - W_t: a loop over contiguous rows, which LLVM vectorises."""
-  residual_row = residual[3 * y * width:3 * (y + 1) * width]
-  rgb_row = rgb[y * rgb_stride:y * rgb_stride + 3 * width]
-  warped_row = warped[3 * y * width:3 * (y + 1) * width]
+  residual_row = residual[3 * y * width : 3 * (y + 1) * width]
+  rgb_row = rgb[y * rgb_stride : y * rgb_stride + 3 * width]
+  warped_row = warped[3 * y * width : 3 * (y + 1) * width]
   for k in range(3 * width):
     residual_row[k] = np.int16(rgb_row[k]) - np.int16(warped_row[k])
 
@@ -212,9 +219,18 @@ def _run_end(motion: np.ndarray, row: int, x: int, width: int) -> int:
 
 
 @numba.njit(cache=True, nogil=True, error_model='numpy')
-def accumulate_frame(motion: np.ndarray, previous: np.ndarray, warped_previous: np.ndarray,
-                     rgb: np.ndarray, rgb_stride: int, accumulated: np.ndarray,
-                     warped: np.ndarray, residual: np.ndarray, height: int, width: int) -> None:
+def accumulate_frame(
+    motion: np.ndarray,
+    previous: np.ndarray,
+    warped_previous: np.ndarray,
+    rgb: np.ndarray,
+    rgb_stride: int,
+    accumulated: np.ndarray,
+    warped: np.ndarray,
+    residual: np.ndarray,
+    height: int,
+    width: int,
+) -> None:
   """One P-frame's accumulated MV and residual, by runs of equal vectors in its MV map.
 
   Besides acc_t, the warped I-frame W_t(p) = F_I(A_t(p)) is carried from frame to frame:
@@ -240,17 +256,25 @@ def accumulate_frame(motion: np.ndarray, previous: np.ndarray, warped_previous: 
     x = 0
     while x < width:
       end = _run_end(motion, row, x, width)
-      _copy_run(row + x, end - x, motion[_U(row + x)], width, previous, warped_previous,
-                accumulated, warped)
+      _copy_run(row + x, end - x, motion[_U(row + x)], width, previous, warped_previous, accumulated, warped)
       x = end
     _residual_row(y, width, rgb, rgb_stride, warped, residual)
 
 
 @numba.njit(cache=True, nogil=True, error_model='numpy')
-def accumulate_frame_cells(cells: np.ndarray, columns: int, previous: np.ndarray,
-                           warped_previous: np.ndarray, rgb: np.ndarray, rgb_stride: int,
-                           accumulated: np.ndarray, warped: np.ndarray, residual: np.ndarray,
-                           height: int, width: int) -> None:
+def accumulate_frame_cells(
+    cells: np.ndarray,
+    columns: int,
+    previous: np.ndarray,
+    warped_previous: np.ndarray,
+    rgb: np.ndarray,
+    rgb_stride: int,
+    accumulated: np.ndarray,
+    warped: np.ndarray,
+    residual: np.ndarray,
+    height: int,
+    width: int,
+) -> None:
   """`accumulate_frame` with the MV map given as `paint_cells` cells (no per-pixel map).
 
   Along a pixel row, a cell of MV m writes the pixels whose source x - m_x lies in [0, W)
@@ -272,17 +296,25 @@ def accumulate_frame_cells(cells: np.ndarray, columns: int, previous: np.ndarray
       for start, stop, value in ((x0, lo, np.int32(0)), (lo, hi, m), (hi, x1, np.int32(0))):
         if start < stop and value != run_value:
           if start > run_start:
-            _copy_run(row + run_start, start - run_start, run_value, width, previous,
-                      warped_previous, accumulated, warped)
+            _copy_run(
+                row + run_start, start - run_start, run_value, width, previous, warped_previous, accumulated, warped
+            )
           run_start, run_value = start, value
-    _copy_run(row + run_start, width - run_start, run_value, width, previous, warped_previous,
-              accumulated, warped)
+    _copy_run(row + run_start, width - run_start, run_value, width, previous, warped_previous, accumulated, warped)
     _residual_row(y, width, rgb, rgb_stride, warped, residual)
 
 
 @numba.njit(cache=True, nogil=True, error_model='numpy')
-def frame_residual(motion: np.ndarray, rgb: np.ndarray, rgb_stride: int, previous: np.ndarray,
-                   previous_stride: int, residual: np.ndarray, height: int, width: int) -> None:
+def frame_residual(
+    motion: np.ndarray,
+    rgb: np.ndarray,
+    rgb_stride: int,
+    previous: np.ndarray,
+    previous_stride: int,
+    residual: np.ndarray,
+    height: int,
+    width: int,
+) -> None:
   """The per-frame residual F_t(p) - F_{t-1}(p - mv_t(p)), in one pass.
 
   Args:

@@ -27,10 +27,22 @@ BLOCK_FIELDS = ('source', 'w', 'h', 'src_x', 'src_y', 'dst_x', 'dst_y')
 # AVMotionVector as PyAV's `MotionVectors.to_ndarray()` lays it out (the C struct, aligned), so
 # that `np.frombuffer(side_data, SIDE_DATA_DTYPE)` reads the side data without building the dtype
 # on every frame.
-SIDE_DATA_DTYPE = np.dtype([('source', 'i4'), ('w', 'u1'), ('h', 'u1'), ('src_x', 'i2'),
-                            ('src_y', 'i2'), ('dst_x', 'i2'), ('dst_y', 'i2'), ('flags', 'u8'),
-                            ('motion_x', 'i4'), ('motion_y', 'i4'), ('motion_scale', 'u2')],
-                           align=True)
+SIDE_DATA_DTYPE = np.dtype(
+    [
+        ('source', 'i4'),
+        ('w', 'u1'),
+        ('h', 'u1'),
+        ('src_x', 'i2'),
+        ('src_y', 'i2'),
+        ('dst_x', 'i2'),
+        ('dst_y', 'i2'),
+        ('flags', 'u8'),
+        ('motion_x', 'i4'),
+        ('motion_y', 'i4'),
+        ('motion_scale', 'u2'),
+    ],
+    align=True,
+)
 _W, _H, _SRC_X, _SRC_Y, _DST_X, _DST_Y = 1, 2, 3, 4, 5, 6
 _CELL = 8  # Cell size of the fast path: MPEG-4 Part 2 blocks are 8x8 or 16x16 on an 8-px grid.
 
@@ -56,13 +68,13 @@ def block_vectors(side_data: np.ndarray | None) -> np.ndarray:
 def _check_blocks(blocks: np.ndarray) -> np.ndarray:
   blocks = np.asarray(blocks)
   if blocks.ndim != 2 or blocks.shape[1] != len(BLOCK_FIELDS):
-    raise ValueError(f'blocks must have shape (N, {len(BLOCK_FIELDS)}) with columns '
-                     f'{BLOCK_FIELDS}, got {blocks.shape}')
+    raise ValueError(
+        f'blocks must have shape (N, {len(BLOCK_FIELDS)}) with columns ' f'{BLOCK_FIELDS}, got {blocks.shape}'
+    )
   return blocks.astype(np.int64, copy=False)
 
 
-def reference_motion_map(blocks: np.ndarray, height: int, width: int
-                         ) -> tuple[np.ndarray, np.ndarray]:
+def reference_motion_map(blocks: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
   """The MV map of one frame by the definition, one vector at a time (slow, exact).
 
   Args:
@@ -86,11 +98,9 @@ def reference_motion_map(blocks: np.ndarray, height: int, width: int
     dy_lo = max(-(h // 2), -dst_y, -src_y)
     dy_hi = min(h // 2, height - dst_y, height - src_y)
     if dx_lo < dx_hi and dy_lo < dy_hi:
-      motion[dst_y + dy_lo:dst_y + dy_hi, dst_x + dx_lo:dst_x + dx_hi] = (
-          dst_x - src_x, dst_y - src_y)
+      motion[dst_y + dy_lo : dst_y + dy_hi, dst_x + dx_lo : dst_x + dx_hi] = (dst_x - src_x, dst_y - src_y)
   pixels = np.arange(height * width, dtype=np.int32)
-  source = pixels - (motion[..., 1].astype(np.int32).ravel() * width
-                     + motion[..., 0].astype(np.int32).ravel())
+  source = pixels - (motion[..., 1].astype(np.int32).ravel() * width + motion[..., 0].astype(np.int32).ravel())
   return motion, source
 
 
@@ -119,15 +129,17 @@ class MotionMapper:
     self._used_rows = -(-height // _CELL)
     self._column_cell = np.arange(width) // _CELL
     self._column_index = np.arange(width, dtype=np.int32)
-    self._row_start = (np.arange(self._used_rows * _CELL, dtype=np.int32) * width).reshape(
-        self._used_rows, _CELL, 1)
+    self._row_start = (np.arange(self._used_rows * _CELL, dtype=np.int32) * width).reshape(self._used_rows, _CELL, 1)
     # Each cell's 64 pixels: flat index (-1 past the frame) and coordinates.
     cell_y, cell_x = np.divmod(np.arange(num_cells), self._cols)
     offset_y, offset_x = np.divmod(np.arange(_CELL * _CELL), _CELL)
     self._cell_pixel_x = cell_x[:, None] * _CELL + offset_x[None, :]
     self._cell_pixel_y = cell_y[:, None] * _CELL + offset_y[None, :]
-    self._cell_pixels = np.where((self._cell_pixel_x < width) & (self._cell_pixel_y < height),
-                                 self._cell_pixel_y * width + self._cell_pixel_x, -1)
+    self._cell_pixels = np.where(
+        (self._cell_pixel_x < width) & (self._cell_pixel_y < height),
+        self._cell_pixel_y * width + self._cell_pixel_x,
+        -1,
+    )
     self._cell_motion = np.zeros((self._rows, self._cols), np.int32)  # (x, y) int16 pair
     self._cell_offset = np.zeros((self._rows, self._cols), np.int32)  # mv_y * W + mv_x
     self._corner_cells = np.array([0, 1, self._cols, self._cols + 1], np.int32)
@@ -165,17 +177,15 @@ class MotionMapper:
     # One row of pixels per cell row, then broadcast down the cell's 8 pixel rows.
     source_rows = self._column_index - self._cell_offset[:used, self._column_cell]
     source = self._source.reshape(height, width)
-    np.add(self._row_start[:full], source_rows[:full, None],
-           out=source[:full * _CELL].reshape(full, _CELL, width))
+    np.add(self._row_start[:full], source_rows[:full, None], out=source[: full * _CELL].reshape(full, _CELL, width))
     if full < used:  # a last, partial cell row
-      np.add(self._row_start[full, :height - full * _CELL], source_rows[full],
-             out=source[full * _CELL:])
+      np.add(self._row_start[full, : height - full * _CELL], source_rows[full], out=source[full * _CELL :])
     if motion_out is not None:
       motion_rows = self._cell_motion[:used, self._column_cell]
       packed_motion = motion_out.view(np.int32).reshape(height, width)
-      np.copyto(packed_motion[:full * _CELL].reshape(full, _CELL, width), motion_rows[:full, None])
+      np.copyto(packed_motion[: full * _CELL].reshape(full, _CELL, width), motion_rows[:full, None])
       if full < used:
-        np.copyto(packed_motion[full * _CELL:], motion_rows[full])
+        np.copyto(packed_motion[full * _CELL :], motion_rows[full])
     if cut is not None:
       self._cut(*cut, None if motion_out is None else motion_out.reshape(-1, 2))
     self._cell_offset.fill(0)
@@ -214,14 +224,14 @@ class MotionMapper:
       return None
     half = size >> 1
     corner = dst - half  # left, top
-    if (corner & (_CELL - 1)).any() or corner.min() < 0 or (
-        (corner + size).max(axis=1) > self._grid_limit).any():
+    if (corner & (_CELL - 1)).any() or corner.min() < 0 or ((corner + size).max(axis=1) > self._grid_limit).any():
       return None
     first = (corner[1] >> 3) * self._cols + (corner[0] >> 3)
     if macroblocks:
       ids = (first[:, None] + self._corner_cells).ravel()
-      vector_of_cell = self._fourfold[:len(ids)] if len(ids) <= len(self._fourfold) else (
-          np.repeat(np.arange(len(blocks)), 4))
+      vector_of_cell = (
+          self._fourfold[: len(ids)] if len(ids) <= len(self._fourfold) else (np.repeat(np.arange(len(blocks)), 4))
+      )
     else:
       big_w, big_h = size == 16
       covered = np.stack([np.ones_like(big_w), big_w, big_h, big_w & big_h], 1)
@@ -233,8 +243,7 @@ class MotionMapper:
     offset = motion[1] * self.width + motion[0]
     self._cell_offset.ravel()[ids] = offset[vector_of_cell]
     # Blocks whose source rectangle (of their part inside the frame) leaves the frame.
-    cut = ((src - half < 0) | (np.minimum(corner + size, self._frame_size) - motion
-                               > self._frame_size)).any(axis=0)
+    cut = ((src - half < 0) | (np.minimum(corner + size, self._frame_size) - motion > self._frame_size)).any(axis=0)
     pairs = None
     if with_motion or cut.any():
       # An (x, y) int16 pair viewed as one int32, so one copy moves both channels.

@@ -52,6 +52,7 @@ class StreamInfo:
       B-frames (for a stream of one GOP, its length); None when the GOPs are irregular.
     has_b_frames: whether any frame is a B-frame.
   """
+
   path: str
   codec_name: str
   width: int
@@ -64,9 +65,11 @@ class StreamInfo:
 def check_size(path: Any, width: int, height: int, what: str = 'frames') -> None:
   """Raises CodecError unless MIN_SIDE <= width, height <= MAX_SIDE."""
   if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
-    raise CodecError(f'{path}: {what} of {width}x{height} pixels are outside the supported '
-                     f'{MIN_SIDE}..{MAX_SIDE} pixels per side; re-encode it to a sensible size '
-                     f'(e.g. imr_jax.codec.reencode(src, dst, width=340, height=256))')
+    raise CodecError(
+        f'{path}: {what} of {width}x{height} pixels are outside the supported '
+        f'{MIN_SIDE}..{MAX_SIDE} pixels per side; re-encode it to a sensible size '
+        f'(e.g. imr_jax.codec.reencode(src, dst, width=340, height=256))'
+    )
 
 
 def open_video(path: Any) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
@@ -79,8 +82,9 @@ def open_video(path: Any) -> tuple[av.container.InputContainer, av.video.stream.
   try:
     container = av.open(str(file))
   except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as error:
-    raise CodecError(f'{path}: not a video FFmpeg can read ({error}); give a video file, '
-                     'or re-encode it with ffmpeg') from None
+    raise CodecError(
+        f'{path}: not a video FFmpeg can read ({error}); give a video file, ' 'or re-encode it with ffmpeg'
+    ) from None
   if not container.streams.video:
     kinds = ', '.join(sorted({s.type for s in container.streams})) or 'nothing'
     container.close()
@@ -88,8 +92,7 @@ def open_video(path: Any) -> tuple[av.container.InputContainer, av.video.stream.
   stream = container.streams.video[0]
   if stream.codec_context is None or not stream.codec_context.name:
     container.close()
-    raise CodecError(f'{path}: the video stream has no codec FFmpeg can decode; '
-                     're-encode it with ffmpeg')
+    raise CodecError(f'{path}: the video stream has no codec FFmpeg can decode; ' 're-encode it with ffmpeg')
   stream.codec_context.options = dict(EXACT_DECODER_OPTIONS)
   return container, stream
 
@@ -116,8 +119,7 @@ def _frame_types(path: Any, container, stream) -> list[str]:
       return types
     return [av.video.frame.PictureType(frame.pict_type).name for frame in container.decode(stream)]
   except av.error.FFmpegError as error:
-    raise CodecError(f'{path}: the stream is truncated or corrupt ({error}); '
-                     're-encode it from its source') from None
+    raise CodecError(f'{path}: the stream is truncated or corrupt ({error}); ' 're-encode it from its source') from None
 
 
 def gop_size_of(types: list[str]) -> int | None:
@@ -151,17 +153,24 @@ def probe(path: Any) -> StreamInfo:
     types = _frame_types(path, container, stream)
     if not types:
       raise CodecError(f'{path}: the video stream has zero frames; give a video with frames')
-    return StreamInfo(path=str(path), codec_name=stream.codec_context.name, width=width,
-                      height=height, num_frames=len(types), gop_size=gop_size_of(types),
-                      has_b_frames='B' in types)
+    return StreamInfo(
+        path=str(path),
+        codec_name=stream.codec_context.name,
+        width=width,
+        height=height,
+        num_frames=len(types),
+        gop_size=gop_size_of(types),
+        has_b_frames='B' in types,
+    )
 
 
 def _decoded_frames(path: Any, container, stream) -> Iterator[av.VideoFrame]:
   try:
     yield from container.decode(stream)
   except av.error.FFmpegError as error:
-    raise CodecError(f'{path}: decoding failed ({error}); the file is truncated or corrupt, '
-                     'repair or re-download it') from None
+    raise CodecError(
+        f'{path}: decoding failed ({error}); the file is truncated or corrupt, ' 'repair or re-download it'
+    ) from None
 
 
 def _frame_rate(stream) -> fractions.Fraction:
@@ -170,8 +179,9 @@ def _frame_rate(stream) -> fractions.Fraction:
   return rate if 0 < rate <= 1000 else fractions.Fraction(25)
 
 
-def reencode(src: Any, dst: Any, *, width: int = 340, height: int = 256, gop_size: int = 12,
-             qscale: int = 1) -> StreamInfo:
+def reencode(
+    src: Any, dst: Any, *, width: int = 340, height: int = 256, gop_size: int = 12, qscale: int = 1
+) -> StreamInfo:
   """Re-encodes any video FFmpeg reads into CoViAR's raw MPEG-4 Part 2 stream.
 
   Equivalent to `ffmpeg -i SRC -vf scale=W:H,setsar=1:1 -q:v Q -g G -bf 0 -c:v mpeg4 -f m4v DST`:
@@ -204,8 +214,9 @@ def reencode(src: Any, dst: Any, *, width: int = 340, height: int = 256, gop_siz
   source_width, source_height = stream.codec_context.width, stream.codec_context.height
   if not (0 < source_width <= 4 * MAX_SIDE and 0 < source_height <= 4 * MAX_SIDE):
     container.close()
-    raise CodecError(f'{src}: frames of {source_width}x{source_height} pixels are not a '
-                     'sensible video size; check the file')
+    raise CodecError(
+        f'{src}: frames of {source_width}x{source_height} pixels are not a ' 'sensible video size; check the file'
+    )
   temporary = dst.with_name(f'.{dst.name}.{os.getpid()}.partial')
   try:
     with container, av.open(str(temporary), 'w', format='m4v') as output:
@@ -223,8 +234,9 @@ def reencode(src: Any, dst: Any, *, width: int = 340, height: int = 256, gop_siz
       context.options = dict(EXACT_ENCODER_OPTIONS)
       num_frames = 0
       for frame in _decoded_frames(src, container, stream):
-        scaled = frame.reformat(width=width, height=height, format='yuv420p', threads=1,
-                                interpolation=Interpolation.BICUBIC | EXACT_SCALING)
+        scaled = frame.reformat(
+            width=width, height=height, format='yuv420p', threads=1, interpolation=Interpolation.BICUBIC | EXACT_SCALING
+        )
         # A keyframe flag carried over from the source would force extra I-frames.
         scaled.pict_type = av.video.frame.PictureType.NONE
         scaled.pts = num_frames
@@ -235,12 +247,12 @@ def reencode(src: Any, dst: Any, *, width: int = 340, height: int = 256, gop_siz
         raise CodecError(f'{src}: the video stream has zero frames; give a video with frames')
       output.mux(encoder.encode(None))
     info = probe(temporary)
-    if info.num_frames != num_frames or info.gop_size != min(gop_size, num_frames) or (
-        info.has_b_frames):
+    if info.num_frames != num_frames or info.gop_size != min(gop_size, num_frames) or (info.has_b_frames):
       raise CodecError(
           f'{src}: re-encoding gave {info.num_frames} frames (expected {num_frames}), GOP size '
           f'{info.gop_size} (expected {gop_size}), B-frames: {info.has_b_frames}; this FFmpeg '
-          f'build ({av.__version__}) does not honour the encoder settings, report it')
+          f'build ({av.__version__}) does not honour the encoder settings, report it'
+      )
     os.replace(temporary, dst)
   finally:
     temporary.unlink(missing_ok=True)
@@ -250,4 +262,3 @@ def reencode(src: Any, dst: Any, *, width: int = 340, height: int = 256, gop_siz
 def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
   """uint8 (H, W, 3) RGB of a decoded frame (FFmpeg's yuv420p -> rgb24 conversion)."""
   return frame.to_ndarray(format='rgb24', threads=1, interpolation=Interpolation.BILINEAR | EXACT_TO_RGB)
-

@@ -33,8 +33,7 @@ BRIGHTNESS_DELTA = 0.2
 CONTRAST_DELTA = 0.2
 
 
-def multi_scale_crop_box(height: tf.Tensor, width: tf.Tensor, scales: Sequence[float],
-                         seed: tf.Tensor) -> tf.Tensor:
+def multi_scale_crop_box(height: tf.Tensor, width: tf.Tensor, scales: Sequence[float], seed: tf.Tensor) -> tf.Tensor:
   """A random multi-scale crop box (CoViAR's GroupMultiScaleCrop with a random position).
 
   Crop sides are int(scale * min(height, width)) for each scale; the height takes scale i and the width
@@ -50,10 +49,10 @@ def multi_scale_crop_box(height: tf.Tensor, width: tf.Tensor, scales: Sequence[f
     int32 (4,): top, left, height, width.
   """
   if not scales or any(not 0 < s <= 1 for s in scales):
-    raise ValueError(f'config.data.crop_scales={tuple(scales)} must be fractions in (0, 1]; '
-                     'e.g. (1.0, 0.875, 0.75, 0.66).')
-  pairs = [(i, j) for i in range(len(scales)) for j in range(len(scales))
-           if abs(i - j) <= MAX_SCALE_DISTORTION]
+    raise ValueError(
+        f'config.data.crop_scales={tuple(scales)} must be fractions in (0, 1]; ' 'e.g. (1.0, 0.875, 0.75, 0.66).'
+    )
+  pairs = [(i, j) for i in range(len(scales)) for j in range(len(scales)) if abs(i - j) <= MAX_SCALE_DISTORTION]
   height, width = tf.cast(height, tf.int32), tf.cast(width, tf.int32)
   pair_seed, top_seed, left_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
   pair = tf.random.stateless_uniform([], pair_seed, 0, len(pairs), dtype=tf.int32)
@@ -101,7 +100,7 @@ def eval_crop_boxes(height: tf.Tensor, width: tf.Tensor, num_crops: int) -> tf.T
 def crop(frames: tf.Tensor, box: tf.Tensor) -> tf.Tensor:
   """frames (..., H, W, C) -> (..., box height, box width, C)."""
   top, left, height, width = tf.unstack(box)
-  return frames[..., top:top + height, left:left + width, :]
+  return frames[..., top : top + height, left : left + width, :]
 
 
 def resize(frames: tf.Tensor, size: int) -> tf.Tensor:
@@ -123,8 +122,7 @@ def map_streams(fn, clip: dict[str, Any]) -> dict[str, Any]:
   A stream's kind is its own key ('iframes', 'motion_vectors', 'residuals', 'motion_energy'), at any
   depth; the structure is kept.
   """
-  return {name: map_streams(fn, value) if isinstance(value, dict) else fn(name, value)
-          for name, value in clip.items()}
+  return {name: map_streams(fn, value) if isinstance(value, dict) else fn(name, value) for name, value in clip.items()}
 
 
 def flip_left_right(clip: dict[str, Any]) -> dict[str, Any]:
@@ -137,6 +135,7 @@ def flip_left_right(clip: dict[str, Any]) -> dict[str, Any]:
   Returns:
     The flipped clip, same structure, shapes and dtypes.
   """
+
   def flip(name, value):
     if name == 'motion_energy':
       return tf.reverse(value, axis=[-1])
@@ -144,6 +143,7 @@ def flip_left_right(clip: dict[str, Any]) -> dict[str, Any]:
     if name == 'motion_vectors':
       value = value * tf.constant([-1.0, 1.0], value.dtype)
     return value
+
   return map_streams(flip, clip)
 
 
@@ -176,8 +176,10 @@ def crop_clip(clip: dict[str, Any], box: tf.Tensor) -> dict[str, Any]:
   Returns:
     The same structure: (G, box height, box width) or (T, box height, box width, C), dtypes kept.
   """
-  return map_streams(lambda name, value: crop(value[..., tf.newaxis], box)[..., 0]
-                     if name == 'motion_energy' else crop(value, box), clip)
+  return map_streams(
+      lambda name, value: crop(value[..., tf.newaxis], box)[..., 0] if name == 'motion_energy' else crop(value, box),
+      clip,
+  )
 
 
 def resize_clip(clip: dict[str, Any], size: int) -> dict[str, Any]:
@@ -191,11 +193,11 @@ def resize_clip(clip: dict[str, Any], size: int) -> dict[str, Any]:
   Returns:
     The same structure: float32 (G, size, size) or (T, size, size, C).
   """
-  return map_streams(lambda name, value: resize_motion_energy(value, size)
-                     if name == 'motion_energy' else resize(value, size), clip)
+  return map_streams(
+      lambda name, value: resize_motion_energy(value, size) if name == 'motion_energy' else resize(value, size), clip
+  )
 
 
-def crop_and_resize_clip(clip: dict[str, Any], box: tf.Tensor,
-                         size: int) -> dict[str, Any]:
+def crop_and_resize_clip(clip: dict[str, Any], box: tf.Tensor, size: int) -> dict[str, Any]:
   """`resize_clip(crop_clip(clip, box), size)`: one crop box for every stream, then size x size."""
   return resize_clip(crop_clip(clip, box), size)

@@ -42,17 +42,20 @@ def _backend(x: Array):
   module = type(x).__module__
   if module.startswith('jax') or module.startswith('jaxlib'):
     import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-    return (lambda a, lo, hi: jnp.clip(a, lo, hi),
-            lambda a: jnp.asarray(a, jnp.float32),
-            lambda c: jnp.asarray(c, jnp.float32))
+
+    return (
+        lambda a, lo, hi: jnp.clip(a, lo, hi),
+        lambda a: jnp.asarray(a, jnp.float32),
+        lambda c: jnp.asarray(c, jnp.float32),
+    )
   if module.startswith('tensorflow') and 'tensorflow' in sys.modules:
     tf = sys.modules['tensorflow']
-    return (tf.clip_by_value,
-            lambda a: tf.cast(a, tf.float32),
-            lambda c: tf.constant(c, tf.float32))
-  return (lambda a, lo, hi: np.clip(a, np.float32(lo), np.float32(hi)),
-          lambda a: np.asarray(a, np.float32),
-          lambda c: np.asarray(c, np.float32))
+    return (tf.clip_by_value, lambda a: tf.cast(a, tf.float32), lambda c: tf.constant(c, tf.float32))
+  return (
+      lambda a, lo, hi: np.clip(a, np.float32(lo), np.float32(hi)),
+      lambda a: np.asarray(a, np.float32),
+      lambda c: np.asarray(c, np.float32),
+  )
 
 
 def normalize_iframes(pixels: Array) -> Array:

@@ -61,7 +61,8 @@ def dataset_info(data_dir: str) -> dict[str, Any]:
   if not path.exists():
     raise FileNotFoundError(
         f'No manifest.json in config.dataset.data_dir={data_dir!r}. Point it at an output directory '
-        'of `python -m data_prep.convert`, or run that first.')
+        'of `python -m data_prep.convert`, or run that first.'
+    )
   info = json.loads(path.read_text())
   for name, parts in info.get('split_unions', {}).items():
     info['splits'][name] = sum(info['splits'][part] for part in parts)
@@ -86,10 +87,13 @@ def split_files(data_dir: str, split: str) -> tuple[list[str], list[int]]:
   except Exception as e:  # TFDS raises several types for a missing or broken dataset_info.json.
     raise FileNotFoundError(
         f'No TFDS metadata (dataset_info.json) in {data_dir!r}: {e}. Re-run `python -m data_prep.convert`, '
-        'which writes it beside the shards.') from e
+        'which writes it beside the shards.'
+    ) from e
   if split not in builder.info.splits:
-    raise ValueError(f'Split {split!r} is not in {data_dir!r}; it has {sorted(builder.info.splits)}. '
-                     'Set config.dataset.train_split / eval_split to one of them.')
+    raise ValueError(
+        f'Split {split!r} is not in {data_dir!r}; it has {sorted(builder.info.splits)}. '
+        'Set config.dataset.train_split / eval_split to one of them.'
+    )
   info = builder.info.splits[split]
   return [os.fspath(path) for path in info.filepaths], [int(n) for n in info.shard_lengths]
 
@@ -101,15 +105,25 @@ def split_files(data_dir: str, split: str) -> tuple[list[str], list[int]]:
 def _check_has_pframes(features: dict[str, tf.Tensor]) -> tf.Tensor:
   """The number of usable GOPs, asserting there is at least one (a clip needs P-frames)."""
   num_usable = tf.size(sampling.usable_gops(features[schema.GOP_NUM_PFRAMES]))
-  check = tf.debugging.Assert(num_usable > 0, [
-      'Video', features[schema.VIDEO_ID], 'has no P-frames, so no clip can be sampled from it. '
-      'Re-run data_prep.convert, which rejects such videos.'])
+  check = tf.debugging.Assert(
+      num_usable > 0,
+      [
+          'Video',
+          features[schema.VIDEO_ID],
+          'has no P-frames, so no clip can be sampled from it. ' 'Re-run data_prep.convert, which rejects such videos.',
+      ],
+  )
   with tf.control_dependencies([check]):
     return tf.identity(num_usable)
 
 
-def _decode(features: dict[str, tf.Tensor], indices: sampling.ClipIndices, encoding: str,
-            streams: frozenset[str], box: tf.Tensor | None = None) -> dict[str, tf.Tensor]:
+def _decode(
+    features: dict[str, tf.Tensor],
+    indices: sampling.ClipIndices,
+    encoding: str,
+    streams: frozenset[str],
+    box: tf.Tensor | None = None,
+) -> dict[str, tf.Tensor]:
   """Decodes the sampled frames of one clip into float32 physical units (see `augment`).
 
   Args:
@@ -128,16 +142,20 @@ def _decode(features: dict[str, tf.Tensor], indices: sampling.ClipIndices, encod
   clip = {}
   if 'iframes' in streams:
     clip['iframes'] = tf.cast(
-        schema.decode_iframes(tf.gather(features[schema.GOP_IFRAME], indices.gops), **size), tf.float32)
+        schema.decode_iframes(tf.gather(features[schema.GOP_IFRAME], indices.gops), **size), tf.float32
+    )
   if 'motion_vectors' in streams:
     clip['motion_vectors'] = schema.decode_motion_vectors(
-        tf.gather(features[schema.PFRAME_MOTION_VECTORS], indices.pframes), encoding=encoding, **size)
+        tf.gather(features[schema.PFRAME_MOTION_VECTORS], indices.pframes), encoding=encoding, **size
+    )
   if 'residuals' in streams:
     clip['residuals'] = schema.decode_residuals(
-        tf.gather(features[schema.PFRAME_RESIDUALS], indices.pframes), encoding=encoding, **size)
+        tf.gather(features[schema.PFRAME_RESIDUALS], indices.pframes), encoding=encoding, **size
+    )
   if 'motion_energy' in streams:
     clip['motion_energy'] = schema.decode_motion_energy(
-        tf.gather(features[schema.GOP_MOTION_ENERGY], indices.gops), **size)
+        tf.gather(features[schema.GOP_MOTION_ENERGY], indices.gops), **size
+    )
   return clip
 
 
@@ -147,9 +165,11 @@ def _random_flip(clip: dict[str, tf.Tensor], seed: tf.Tensor) -> dict[str, tf.Te
   return tf.cond(flip, lambda: augment.flip_left_right(clip), lambda: clip)
 
 
-_NORMALIZE = {'iframes': normalization.normalize_iframes,
-              'motion_vectors': normalization.normalize_motion_vectors,
-              'residuals': normalization.normalize_residuals}
+_NORMALIZE = {
+    'iframes': normalization.normalize_iframes,
+    'motion_vectors': normalization.normalize_motion_vectors,
+    'residuals': normalization.normalize_residuals,
+}
 
 
 def _normalize(clip: dict[str, Any]) -> dict[str, Any]:
@@ -157,9 +177,15 @@ def _normalize(clip: dict[str, Any]) -> dict[str, Any]:
   return augment.map_streams(lambda name, value: _NORMALIZE.get(name, tf.identity)(value), clip)
 
 
-def _training_clip(features: dict[str, tf.Tensor], num_usable: tf.Tensor,
-                   data: ml_collections.ConfigDict, encoding: str, seeds: tf.Tensor,
-                   streams: frozenset[str], shifted: bool) -> dict[str, tf.Tensor]:
+def _training_clip(
+    features: dict[str, tf.Tensor],
+    num_usable: tf.Tensor,
+    data: ml_collections.ConfigDict,
+    encoding: str,
+    seeds: tf.Tensor,
+    streams: frozenset[str],
+    shifted: bool,
+) -> dict[str, tf.Tensor]:
   """A random window, one multi-scale crop box and one flip for all its streams, I-frame jitter.
 
   With `shifted`, the P-streams of another window of the video and its motion energy (under
@@ -167,10 +193,10 @@ def _training_clip(features: dict[str, tf.Tensor], num_usable: tf.Tensor,
   Returns network-space tensors, crop_size square.
   """
   start = sampling.random_window_start(num_usable, data.num_gops, seeds[_WINDOW])
-  indices = sampling.clip_indices(features[schema.GOP_NUM_PFRAMES], start, data.num_gops,
-                                  data.p_per_gop)
-  box = augment.multi_scale_crop_box(features[schema.VIDEO_HEIGHT], features[schema.VIDEO_WIDTH],
-                                     tuple(data.crop_scales), seeds[_CROP])
+  indices = sampling.clip_indices(features[schema.GOP_NUM_PFRAMES], start, data.num_gops, data.p_per_gop)
+  box = augment.multi_scale_crop_box(
+      features[schema.VIDEO_HEIGHT], features[schema.VIDEO_WIDTH], tuple(data.crop_scales), seeds[_CROP]
+  )
   clip = _decode(features, indices, encoding, streams, box)
   if shifted:
     clip.update(_shifted_streams(features, num_usable, start, data, encoding, seeds[_SHIFTED], box))
@@ -190,8 +216,7 @@ def _video_fields(features: dict[str, tf.Tensor], video_index: tf.Tensor) -> dic
   }
 
 
-def _shifted_streams(features, num_usable, start, data, encoding, seed,
-                     box=None) -> dict[str, tf.Tensor]:
+def _shifted_streams(features, num_usable, start, data, encoding, seed, box=None) -> dict[str, tf.Tensor]:
   """{'shifted': the P-streams of another window of the same video (CTP's 'shifted' class)}, not yet
   augmented.
 
@@ -199,18 +224,22 @@ def _shifted_streams(features, num_usable, start, data, encoding, seed,
   which for a shifted clip are these.
   """
   shifted_start = sampling.shifted_window_start(num_usable, data.num_gops, start, seed)
-  indices = sampling.clip_indices(features[schema.GOP_NUM_PFRAMES], shifted_start, data.num_gops,
-                                  data.p_per_gop)
-  clip = _decode(features, indices, encoding,
-                 frozenset({'motion_vectors', 'residuals', 'motion_energy'}), box)
+  indices = sampling.clip_indices(features[schema.GOP_NUM_PFRAMES], shifted_start, data.num_gops, data.p_per_gop)
+  clip = _decode(features, indices, encoding, frozenset({'motion_vectors', 'residuals', 'motion_energy'}), box)
   return {'shifted': clip}
 
 
 def _view2(features, num_usable, data, encoding, seed) -> dict[str, tf.Tensor]:
   """{'view2': a second, independently sampled and augmented clip of the same video (InfoNCE)}."""
-  clip = _training_clip(features, num_usable, data, encoding,
-                        tf.random.experimental.stateless_split(seed, _NUM_SEEDS),
-                        frozenset({'iframes', 'motion_vectors', 'residuals'}), shifted=False)
+  clip = _training_clip(
+      features,
+      num_usable,
+      data,
+      encoding,
+      tf.random.experimental.stateless_split(seed, _NUM_SEEDS),
+      frozenset({'iframes', 'motion_vectors', 'residuals'}),
+      shifted=False,
+  )
   return {'view2': clip}
 
 
@@ -219,26 +248,37 @@ def _static_shapes(example: dict[str, Any], data: ml_collections.ConfigDict, siz
 
   `size` is the side of the main views; 'view2' is always a training view (crop_size).
   """
+
   def shape(stream, side):
     num_frames = data.num_gops if stream in ('iframes', 'motion_energy') else data.num_gops * data.p_per_gop
     channels = {'iframes': [3], 'motion_vectors': [2], 'residuals': [3], 'motion_energy': []}
     return [num_frames, side, side] + channels[stream] if stream in channels else []
 
   def pinned(fields, side):
-    return {name: pinned(value, data.crop_size if name == 'view2' else side) if isinstance(value, dict)
-            else tf.ensure_shape(value, shape(name, side)) for name, value in fields.items()}
+    return {
+        name: pinned(value, data.crop_size if name == 'view2' else side)
+        if isinstance(value, dict)
+        else tf.ensure_shape(value, shape(name, side))
+        for name, value in fields.items()
+    }
+
   return pinned(example, size)
 
 
-def _train_example(serialized: tf.Tensor, position: tf.Tensor, *, data: ml_collections.ConfigDict,
-                   encoding: str, extras: frozenset[str], seed: tf.Tensor) -> dict[str, tf.Tensor]:
+def _train_example(
+    serialized: tf.Tensor,
+    position: tf.Tensor,
+    *,
+    data: ml_collections.ConfigDict,
+    encoding: str,
+    extras: frozenset[str],
+    seed: tf.Tensor,
+) -> dict[str, tf.Tensor]:
   """One training example: a random clip of the record, augmented, in network space."""
   features = schema.parse_example(serialized)
-  seeds = tf.random.experimental.stateless_split(
-      tf.random.experimental.stateless_fold_in(seed, position), _NUM_SEEDS)
+  seeds = tf.random.experimental.stateless_split(tf.random.experimental.stateless_fold_in(seed, position), _NUM_SEEDS)
   num_usable = _check_has_pframes(features)
-  example = _training_clip(features, num_usable, data, encoding, seeds, _ALL_STREAMS,
-                           shifted='shifted' in extras)
+  example = _training_clip(features, num_usable, data, encoding, seeds, _ALL_STREAMS, shifted='shifted' in extras)
   if 'view2' in extras:
     example.update(_view2(features, num_usable, data, encoding, seeds[_VIEW2]))
   # Training has no split-wide order; a stable hash of the id still tells clips of one video apart.
@@ -247,34 +287,43 @@ def _train_example(serialized: tf.Tensor, position: tf.Tensor, *, data: ml_colle
   return _static_shapes(example, data, data.crop_size)
 
 
-def _eval_clips(serialized: tf.Tensor, video_index: tf.Tensor, *,
-                data: ml_collections.ConfigDict) -> tf.data.Dataset:
+def _eval_clips(serialized: tf.Tensor, video_index: tf.Tensor, *, data: ml_collections.ConfigDict) -> tf.data.Dataset:
   """The eval_num_clips uniformly spaced windows of one video: (features, index, clip number, start)."""
   features = schema.parse_example(serialized)
-  starts = sampling.eval_window_starts(_check_has_pframes(features), data.num_gops,
-                                       data.eval_num_clips)
+  starts = sampling.eval_window_starts(_check_has_pframes(features), data.num_gops, data.eval_num_clips)
   return tf.data.Dataset.from_tensor_slices((starts, tf.range(data.eval_num_clips))).map(
-      lambda start, clip_number: (features, video_index, clip_number, start))
+      lambda start, clip_number: (features, video_index, clip_number, start)
+  )
 
 
-def _eval_views(features: dict[str, tf.Tensor], video_index: tf.Tensor, clip_number: tf.Tensor,
-                start: tf.Tensor, *, data: ml_collections.ConfigDict, encoding: str,
-                extras: frozenset[str], seed: tf.Tensor) -> dict[str, tf.Tensor]:
+def _eval_views(
+    features: dict[str, tf.Tensor],
+    video_index: tf.Tensor,
+    clip_number: tf.Tensor,
+    start: tf.Tensor,
+    *,
+    data: ml_collections.ConfigDict,
+    encoding: str,
+    extras: frozenset[str],
+    seed: tf.Tensor,
+) -> dict[str, tf.Tensor]:
   """The eval_num_crops views of one evaluation clip, stacked on a leading axis."""
-  indices = sampling.clip_indices(features[schema.GOP_NUM_PFRAMES], start, data.num_gops,
-                                  data.p_per_gop)
+  indices = sampling.clip_indices(features[schema.GOP_NUM_PFRAMES], start, data.num_gops, data.p_per_gop)
   clip = _decode(features, indices, encoding, _ALL_STREAMS)
   # Extras at evaluation are random but fixed per (video, clip): pretext metrics are reproducible.
   seeds = tf.random.experimental.stateless_split(
       tf.random.experimental.stateless_fold_in(
-          tf.random.experimental.stateless_fold_in(seed, video_index), clip_number), _NUM_SEEDS)
+          tf.random.experimental.stateless_fold_in(seed, video_index), clip_number
+      ),
+      _NUM_SEEDS,
+  )
   num_usable = tf.size(sampling.usable_gops(features[schema.GOP_NUM_PFRAMES]))
   if 'shifted' in extras:
     clip.update(_shifted_streams(features, num_usable, start, data, encoding, seeds[_SHIFTED]))
-  boxes = augment.eval_crop_boxes(features[schema.VIDEO_HEIGHT], features[schema.VIDEO_WIDTH],
-                                  data.eval_num_crops)
-  views = [_normalize(augment.crop_and_resize_clip(clip, boxes[i], data.eval_crop_size))
-           for i in range(data.eval_num_crops)]
+  boxes = augment.eval_crop_boxes(features[schema.VIDEO_HEIGHT], features[schema.VIDEO_WIDTH], data.eval_num_crops)
+  views = [
+      _normalize(augment.crop_and_resize_clip(clip, boxes[i], data.eval_crop_size)) for i in range(data.eval_num_crops)
+  ]
   if 'view2' in extras:
     view2 = _view2(features, num_usable, data, encoding, seeds[_VIEW2])
     for view in views:
@@ -293,8 +342,7 @@ def _check_config(data: ml_collections.ConfigDict, extras: frozenset[str]) -> No
   unknown = set(extras) - EXTRAS
   if unknown:
     raise ValueError(f'Unknown batch extras {sorted(unknown)}; the pipeline offers {sorted(EXTRAS)}.')
-  for key in ('num_gops', 'p_per_gop', 'crop_size', 'eval_num_clips', 'eval_num_crops',
-              'eval_crop_size'):
+  for key in ('num_gops', 'p_per_gop', 'crop_size', 'eval_num_clips', 'eval_num_crops', 'eval_crop_size'):
     if data[key] < 1:
       raise ValueError(f'config.data.{key}={data[key]} must be a positive integer.')
 
@@ -324,16 +372,19 @@ def _epoch_order(lengths: Sequence[int], key: tf.Tensor, group: int) -> tf.Tenso
   lengths = tf.constant(lengths, tf.int64)
   file_key, riffle_key = tf.unstack(tf.random.experimental.stateless_split(key, 2))
   order = tf.random.experimental.stateless_shuffle(
-      tf.range(tf.size(lengths, out_type=tf.int64)), file_key, alg='philox')
+      tf.range(tf.size(lengths, out_type=tf.int64)), file_key, alg='philox'
+  )
   group_of_shard = tf.math.invert_permutation(order) // group
   shard_of_slot = tf.repeat(tf.range(tf.size(lengths, out_type=tf.int64)), lengths)
   sort_key = tf.cast(tf.gather(group_of_shard, shard_of_slot), tf.float64) + tf.random.stateless_uniform(
-      tf.shape(shard_of_slot), riffle_key, dtype=tf.float64, alg='philox')
+      tf.shape(shard_of_slot), riffle_key, dtype=tf.float64, alg='philox'
+  )
   return tf.gather(shard_of_slot, tf.argsort(sort_key, stable=True))
 
 
-def _epoch_records(files: Sequence[str], lengths: Sequence[int], key: tf.Tensor, epoch: tf.Tensor,
-                   start: tf.Tensor, window: int) -> tf.data.Dataset:
+def _epoch_records(
+    files: Sequence[str], lengths: Sequence[int], key: tf.Tensor, epoch: tf.Tensor, start: tf.Tensor, window: int
+) -> tf.data.Dataset:
   """The encoded records of one epoch of a host, from its position `start` on.
 
   Shards are read in `_epoch_order`; consecutive windows of `window` records are then permuted at
@@ -345,23 +396,25 @@ def _epoch_records(files: Sequence[str], lengths: Sequence[int], key: tf.Tensor,
   shard_of_position = _epoch_order(lengths, order_key, MAX_INTERLEAVED_FILES)
   first_window = start // window
   window_start = first_window * window
-  done = tf.math.bincount(shard_of_position[:window_start], minlength=len(files), maxlength=len(files),
-                          dtype=tf.int64)
+  done = tf.math.bincount(shard_of_position[:window_start], minlength=len(files), maxlength=len(files), dtype=tf.int64)
   shards = [tf.data.TFRecordDataset(path).skip(done[i]) for i, path in enumerate(files)]
   records = tf.data.Dataset.choose_from_datasets(
-      shards, tf.data.Dataset.from_tensor_slices(shard_of_position[window_start:]))
+      shards, tf.data.Dataset.from_tensor_slices(shard_of_position[window_start:])
+  )
 
   def permute(index, records):
     shuffled = tf.random.experimental.stateless_shuffle(
-        tf.range(tf.size(records)), tf.random.experimental.stateless_fold_in(window_key, index),
-        alg='philox')
+        tf.range(tf.size(records)), tf.random.experimental.stateless_fold_in(window_key, index), alg='philox'
+    )
     return tf.gather(records, shuffled)
+
   records = records.batch(window).enumerate(first_window).map(permute).unbatch()
   return records.skip(start - window_start)
 
 
-def train_records(files: Sequence[str], lengths: Sequence[int], *, key: tf.Tensor, window: int,
-                  start: int = 0) -> tf.data.Dataset:
+def train_records(
+    files: Sequence[str], lengths: Sequence[int], *, key: tf.Tensor, window: int, start: int = 0
+) -> tf.data.Dataset:
   """A host's infinite stream of encoded training records, from its position `start` on.
 
   Epoch after epoch, every record once per epoch, in an order that is a stateless function of
@@ -370,15 +423,28 @@ def train_records(files: Sequence[str], lengths: Sequence[int], *, key: tf.Tenso
   per_epoch = sum(lengths)
   first_epoch, start_in_epoch = divmod(start, per_epoch)
   return tf.data.Dataset.range(first_epoch, 2**62).flat_map(
-      lambda epoch: _epoch_records(files, lengths, key, epoch,
-                                   tf.where(epoch == first_epoch, tf.constant(start_in_epoch, tf.int64),
-                                            tf.constant(0, tf.int64)), window))
+      lambda epoch: _epoch_records(
+          files,
+          lengths,
+          key,
+          epoch,
+          tf.where(epoch == first_epoch, tf.constant(start_in_epoch, tf.int64), tf.constant(0, tf.int64)),
+          window,
+      )
+  )
 
 
-def train_dataset(config: ml_collections.ConfigDict, *, host_batch_size: int, seed: int,
-                  start_step: int = 0, extras: frozenset[str] = frozenset(),
-                  process_index: int | None = None, process_count: int | None = None,
-                  num_threads: int | None = None) -> tf.data.Dataset:
+def train_dataset(
+    config: ml_collections.ConfigDict,
+    *,
+    host_batch_size: int,
+    seed: int,
+    start_step: int = 0,
+    extras: frozenset[str] = frozenset(),
+    process_index: int | None = None,
+    process_count: int | None = None,
+    num_threads: int | None = None,
+) -> tf.data.Dataset:
   """The infinite, shuffled, augmented training batches of this host, from batch `start_step` on.
 
   Batch s is a pure function of (seed, process index, s): the records come from `train_records` and
@@ -411,31 +477,48 @@ def train_dataset(config: ml_collections.ConfigDict, *, host_batch_size: int, se
   if len(files) < process_count:
     raise ValueError(
         f'Split {config.dataset.train_split!r} of {config.dataset.data_dir!r} has {len(files)} shard files, '
-        f'fewer than the {process_count} hosts; re-run data_prep.convert with at least that many shards.')
+        f'fewer than the {process_count} hosts; re-run data_prep.convert with at least that many shards.'
+    )
   host_key = tf.constant([seed, process_index], tf.int64)
   records_key, example_key = tf.unstack(tf.random.experimental.stateless_split(host_key, 2))
   start = start_step * host_batch_size
-  records = train_records(files[process_index::process_count], lengths[process_index::process_count],
-                          key=records_key, window=data.shuffle_buffer, start=start)
+  records = train_records(
+      files[process_index::process_count],
+      lengths[process_index::process_count],
+      key=records_key,
+      window=data.shuffle_buffer,
+      start=start,
+  )
   dataset = records.enumerate(start).map(
       lambda position, serialized: _train_example(
-          serialized, position, data=data, encoding=encoding, extras=extras, seed=example_key),
-      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+          serialized, position, data=data, encoding=encoding, extras=extras, seed=example_key
+      ),
+      num_parallel_calls=tf.data.AUTOTUNE,
+      deterministic=True,
+  )
   dataset = dataset.batch(host_batch_size, drop_remainder=True)
   return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options(num_threads))
 
 
-def num_eval_batches(shard_lengths: Sequence[int], views_per_video: int, host_batch_size: int,
-                     process_count: int) -> int:
+def num_eval_batches(
+    shard_lengths: Sequence[int], views_per_video: int, host_batch_size: int, process_count: int
+) -> int:
   """Batches every host yields in one evaluation pass: enough for the host with the most videos."""
   most_videos = max(sum(shard_lengths[host::process_count]) for host in range(process_count))
   return math.ceil(most_videos * views_per_video / host_batch_size)
 
 
-def eval_dataset(config: ml_collections.ConfigDict, *, host_batch_size: int, split: str | None = None,
-                 extras: frozenset[str] = frozenset(), seed: int = 0, process_index: int | None = None,
-                 process_count: int | None = None,
-                 num_threads: int | None = None) -> tf.data.Dataset:
+def eval_dataset(
+    config: ml_collections.ConfigDict,
+    *,
+    host_batch_size: int,
+    split: str | None = None,
+    extras: frozenset[str] = frozenset(),
+    seed: int = 0,
+    process_index: int | None = None,
+    process_count: int | None = None,
+    num_threads: int | None = None,
+) -> tf.data.Dataset:
   """One evaluation pass over this host's videos, as a tf.data.Dataset of batch dicts.
 
   Host h reads shard files h, h + process_count, ...; video_index is the video's position in the
@@ -470,21 +553,29 @@ def eval_dataset(config: ml_collections.ConfigDict, *, host_batch_size: int, spl
   # Sequential reading of this host's files; the index of a video is its position in the split.
   first_index = np.cumsum([0] + shard_lengths[:-1]).tolist()
   dataset = tf.data.Dataset.from_tensor_slices(
-      (tf.constant(files[process_index::process_count], tf.string),
-       tf.constant(first_index[process_index::process_count], tf.int64)))
-  dataset = dataset.flat_map(lambda path, first: tf.data.TFRecordDataset(path).enumerate().map(
-      lambda position, serialized: (first + position, serialized)))
+      (
+          tf.constant(files[process_index::process_count], tf.string),
+          tf.constant(first_index[process_index::process_count], tf.int64),
+      )
+  )
   dataset = dataset.flat_map(
-      lambda index, serialized: _eval_clips(serialized, index, data=data))
+      lambda path, first: tf.data.TFRecordDataset(path)
+      .enumerate()
+      .map(lambda position, serialized: (first + position, serialized))
+  )
+  dataset = dataset.flat_map(lambda index, serialized: _eval_clips(serialized, index, data=data))
   dataset = dataset.map(
       lambda features, index, clip_number, start: _eval_views(
-          features, index, clip_number, start, data=data, encoding=encoding, extras=extras,
-          seed=extras_seed),
-      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+          features, index, clip_number, start, data=data, encoding=encoding, extras=extras, seed=extras_seed
+      ),
+      num_parallel_calls=tf.data.AUTOTUNE,
+      deterministic=True,
+  )
   dataset = dataset.unbatch()
 
   def padding_view(spec):
     return tf.zeros(spec.shape, spec.dtype)
+
   padding = tf.nest.map_structure(padding_view, dataset.element_spec)
   padding.update(label=tf.constant(-1, tf.int32), video_index=tf.constant(-1, tf.int32))
   num_padding = num_batches * host_batch_size - host_videos * views_per_video
@@ -505,19 +596,30 @@ def _checked(batches: Iterator[Batch], data_dir: str, split: str) -> Iterator[Ba
     raise DamagedDataError(
         f'Split {split!r} of {data_dir} is damaged: {e.message.splitlines()[0]}. Find the shard with '
         f'`python -m data_prep.verify {data_dir}`, then reconvert (data_prep.convert keeps the sound '
-        'shards); checkpoints already written are kept.') from None
+        'shards); checkpoints already written are kept.'
+    ) from None
 
 
-def train_iterator(config: ml_collections.ConfigDict, *, host_batch_size: int, seed: int,
-                   start_step: int = 0, extras: frozenset[str] = frozenset()) -> Iterator[Batch]:
+def train_iterator(
+    config: ml_collections.ConfigDict,
+    *,
+    host_batch_size: int,
+    seed: int,
+    start_step: int = 0,
+    extras: frozenset[str] = frozenset(),
+) -> Iterator[Batch]:
   """Infinite numpy training batches of this host from batch `start_step` on (see `train_dataset`)."""
-  dataset = train_dataset(config, host_batch_size=host_batch_size, seed=seed, start_step=start_step,
-                          extras=extras)
+  dataset = train_dataset(config, host_batch_size=host_batch_size, seed=seed, start_step=start_step, extras=extras)
   return _checked(iter(tfds.as_numpy(dataset)), config.dataset.data_dir, config.dataset.train_split)
 
 
-def eval_iterator(config: ml_collections.ConfigDict, *, host_batch_size: int, split: str | None = None,
-                  extras: frozenset[str] = frozenset()) -> Iterator[Batch]:
+def eval_iterator(
+    config: ml_collections.ConfigDict,
+    *,
+    host_batch_size: int,
+    split: str | None = None,
+    extras: frozenset[str] = frozenset(),
+) -> Iterator[Batch]:
   """One pass of numpy evaluation batches of this host (see `eval_dataset`)."""
   dataset = eval_dataset(config, host_batch_size=host_batch_size, split=split, extras=extras, seed=config.seed)
   return _checked(iter(tfds.as_numpy(dataset)), config.dataset.data_dir, split or config.dataset.eval_split)

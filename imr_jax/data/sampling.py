@@ -34,6 +34,7 @@ class ClipIndices(NamedTuple):
     pframes: int32 (G * p_per_gop,), GOP-major indices into the record's flat P-frame lists
       (`pframe/motion_vectors`, `pframe/residuals`).
   """
+
   gops: tf.Tensor
   pframes: tf.Tensor
 
@@ -72,8 +73,7 @@ def num_window_starts(num_usable: tf.Tensor, num_gops: int) -> tf.Tensor:
 
 def random_window_start(num_usable: tf.Tensor, num_gops: int, seed: tf.Tensor) -> tf.Tensor:
   """A training window start, uniform over the valid starts; int32 scalar."""
-  return tf.random.stateless_uniform(
-      [], seed, minval=0, maxval=num_window_starts(num_usable, num_gops), dtype=tf.int32)
+  return tf.random.stateless_uniform([], seed, minval=0, maxval=num_window_starts(num_usable, num_gops), dtype=tf.int32)
 
 
 def eval_window_starts(num_usable: tf.Tensor, num_gops: int, num_clips: int) -> tf.Tensor:
@@ -81,23 +81,19 @@ def eval_window_starts(num_usable: tf.Tensor, num_gops: int, num_clips: int) -> 
   return evenly_spaced(num_window_starts(num_usable, num_gops), num_clips)
 
 
-def shifted_window_start(num_usable: tf.Tensor, num_gops: int, start: tf.Tensor,
-                         seed: tf.Tensor) -> tf.Tensor:
+def shifted_window_start(num_usable: tf.Tensor, num_gops: int, start: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
   """Another window's start, at least one GOP away from `start` where the video allows; int32 scalar."""
   num_usable = tf.cast(num_usable, tf.int32)
   num_starts = num_window_starts(num_usable, num_gops)
   # Drawing from num_starts - 1 values and skipping `start` keeps the draw uniform over the others.
-  other = tf.random.stateless_uniform(
-      [], seed, minval=0, maxval=tf.maximum(num_starts - 1, 1), dtype=tf.int32)
+  other = tf.random.stateless_uniform([], seed, minval=0, maxval=tf.maximum(num_starts - 1, 1), dtype=tf.int32)
   other = tf.where(other >= start, other + 1, other)
-  wrapped = tf.random.stateless_uniform(
-      [], seed, minval=1, maxval=tf.maximum(num_usable, 2), dtype=tf.int32)
+  wrapped = tf.random.stateless_uniform([], seed, minval=1, maxval=tf.maximum(num_usable, 2), dtype=tf.int32)
   wrapped = (start + wrapped) % num_usable
   return tf.where(num_starts >= 2, other, tf.where(num_usable >= 2, wrapped, start))
 
 
-def clip_indices(num_pframes: tf.Tensor, start: tf.Tensor, num_gops: int,
-                 p_per_gop: int) -> ClipIndices:
+def clip_indices(num_pframes: tf.Tensor, start: tf.Tensor, num_gops: int, p_per_gop: int) -> ClipIndices:
   """The frames of the window of `num_gops` usable GOPs that starts at usable GOP `start`.
 
   Args:

@@ -76,6 +76,7 @@ class EncodedGop:
     motion_vectors: one encoded accumulated MV map per P-frame.
     residuals: one encoded accumulated residual per P-frame.
   """
+
   iframe: bytes
   motion_energy: bytes
   motion_vectors: tuple[bytes, ...]
@@ -96,8 +97,9 @@ def _check_array(name: str, array: np.ndarray, dtype, channels: int | None) -> N
     raise ValueError(f'{name} must be {np.dtype(dtype).name}, got {array.dtype}.')
   expected_ndim = 2 if channels is None else 3
   if array.ndim != expected_ndim or (channels is not None and array.shape[-1] != channels):
-    raise ValueError(f'{name} must have shape (H, W{"" if channels is None else f", {channels}"}), '
-                     f'got {array.shape}.')
+    raise ValueError(
+        f'{name} must have shape (H, W{"" if channels is None else f", {channels}"}), ' f'got {array.shape}.'
+    )
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -185,8 +187,14 @@ def encode_residuals(residuals: np.ndarray, encoding: Encoding) -> bytes:
   return buffer.getvalue()
 
 
-def encode_gop(*, iframe: np.ndarray, motion_vectors: np.ndarray, residuals: np.ndarray,
-               frame_motion_vectors: np.ndarray, encoding: Encoding) -> EncodedGop:
+def encode_gop(
+    *,
+    iframe: np.ndarray,
+    motion_vectors: np.ndarray,
+    residuals: np.ndarray,
+    frame_motion_vectors: np.ndarray,
+    encoding: Encoding,
+) -> EncodedGop:
   """Encodes one GOP of codec output (imr_jax.codec's Gop fields).
 
   Args:
@@ -201,11 +209,16 @@ def encode_gop(*, iframe: np.ndarray, motion_vectors: np.ndarray, residuals: np.
   """
   num_pframes = len(motion_vectors)
   if len(residuals) != num_pframes or len(frame_motion_vectors) != num_pframes:
-    raise ValueError(f'GOP arrays disagree on the number of P-frames: motion_vectors {motion_vectors.shape}, '
-                     f'residuals {residuals.shape}, frame_motion_vectors {frame_motion_vectors.shape}.')
+    raise ValueError(
+        f'GOP arrays disagree on the number of P-frames: motion_vectors {motion_vectors.shape}, '
+        f'residuals {residuals.shape}, frame_motion_vectors {frame_motion_vectors.shape}.'
+    )
   height, width = iframe.shape[:2]
-  for name, array in (('motion_vectors', motion_vectors), ('residuals', residuals),
-                      ('frame_motion_vectors', frame_motion_vectors)):
+  for name, array in (
+      ('motion_vectors', motion_vectors),
+      ('residuals', residuals),
+      ('frame_motion_vectors', frame_motion_vectors),
+  ):
     if array.shape[1:3] != (height, width):
       raise ValueError(f'{name} has frame size {array.shape[1:3]}, the I-frame {(height, width)}.')
   if num_pframes:
@@ -216,7 +229,8 @@ def encode_gop(*, iframe: np.ndarray, motion_vectors: np.ndarray, residuals: np.
       iframe=encode_iframe(iframe, encoding),
       motion_energy=encode_motion_energy(energy),
       motion_vectors=tuple(encode_motion_vectors(mv, encoding) for mv in motion_vectors),
-      residuals=tuple(encode_residuals(r, encoding) for r in residuals))
+      residuals=tuple(encode_residuals(r, encoding) for r in residuals),
+  )
 
 
 def _int64(values: Sequence[int]) -> tf.train.Feature:
@@ -227,8 +241,9 @@ def _bytes(values: Sequence[bytes]) -> tf.train.Feature:
   return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(values)))
 
 
-def serialize_example(*, video_id: str, label: int, num_frames: int, height: int, width: int,
-                      gop_size: int, gops: Sequence[EncodedGop]) -> bytes:
+def serialize_example(
+    *, video_id: str, label: int, num_frames: int, height: int, width: int, gop_size: int, gops: Sequence[EncodedGop]
+) -> bytes:
   """Builds the serialized `tf.train.Example` of one video.
 
   Args:
@@ -273,8 +288,7 @@ def feature_spec() -> dict[str, tf.io.FixedLenFeature | tf.io.FixedLenSequenceFe
   spec = {VIDEO_ID: tf.io.FixedLenFeature([], tf.string)}
   spec.update({name: tf.io.FixedLenFeature([], tf.int64) for name in INT_SCALARS})
   spec[GOP_NUM_PFRAMES] = tf.io.FixedLenSequenceFeature([], tf.int64, allow_missing=True)
-  spec.update({name: tf.io.FixedLenSequenceFeature([], tf.string, allow_missing=True)
-               for name in BYTES_LISTS})
+  spec.update({name: tf.io.FixedLenSequenceFeature([], tf.string, allow_missing=True) for name in BYTES_LISTS})
   return spec
 
 
@@ -296,14 +310,15 @@ def _crop_window(crop: Crop | None, height, width):
     raise ValueError(f'crop must be (top, left, height, width), got {crop!r}.')
   top, left, crop_height, crop_width = crop
   if all(isinstance(v, int) for v in (top, left, crop_height, crop_width, height, width)) and not (
-      0 <= top and 0 <= left and 0 < crop_height <= height - top and 0 < crop_width <= width - left):
-    raise ValueError(f'crop {crop!r} (top, left, height, width) is not a non-empty box inside the '
-                     f'{height} x {width} frame.')
+      0 <= top and 0 <= left and 0 < crop_height <= height - top and 0 < crop_width <= width - left
+  ):
+    raise ValueError(
+        f'crop {crop!r} (top, left, height, width) is not a non-empty box inside the ' f'{height} x {width} frame.'
+    )
   return tuple(crop)
 
 
-def _map_decode(fn, encoded: tf.Tensor, crop: Crop | None, height, width, channels: int | None,
-                dtype) -> tf.Tensor:
+def _map_decode(fn, encoded: tf.Tensor, crop: Crop | None, height, width, channels: int | None, dtype) -> tf.Tensor:
   """Decodes every element of a string vector [N] into its codes, cropped: dtype [N, h, w(, channels)].
 
   `fn(data)` decodes one element to dtype (H, W, C); the crop slices it before anything else is done with
@@ -314,7 +329,7 @@ def _map_decode(fn, encoded: tf.Tensor, crop: Crop | None, height, width, channe
   top, left, crop_height, crop_width = _crop_window(crop, height, width)
 
   def decode(data):
-    codes = fn(data)[top:top + crop_height, left:left + crop_width]
+    codes = fn(data)[top : top + crop_height, left : left + crop_width]
     return codes if channels is not None else codes[..., 0]
 
   shape = [d if isinstance(d, int) else None for d in (crop_height, crop_width)]
@@ -324,8 +339,7 @@ def _map_decode(fn, encoded: tf.Tensor, crop: Crop | None, height, width, channe
 
 
 def _decode_int16(data: tf.Tensor, height, width, channels: int) -> tf.Tensor:
-  raw = tf.io.decode_raw(tf.io.decode_compressed(data, compression_type='ZLIB'), tf.int16,
-                         little_endian=True)
+  raw = tf.io.decode_raw(tf.io.decode_compressed(data, compression_type='ZLIB'), tf.int16, little_endian=True)
   return tf.reshape(raw, tf.stack([height, width, channels]))
 
 
@@ -341,8 +355,9 @@ def _decode_image(data: tf.Tensor, channels: int, dtype=tf.uint8) -> tf.Tensor:
 # image decoding itself (a training crop keeps half the frame or less).
 
 
-def decode_iframes(encoded: tf.Tensor, *, height: int | tf.Tensor, width: int | tf.Tensor,
-                   crop: Crop | None = None) -> tf.Tensor:
+def decode_iframes(
+    encoded: tf.Tensor, *, height: int | tf.Tensor, width: int | tf.Tensor, crop: Crop | None = None
+) -> tf.Tensor:
   """Encoded I-frames, string [N] -> uint8 [N, h, w, 3] RGB (JPEG or PNG, either encoding).
 
   (h, w) is (height, width), or the crop box's size.
@@ -350,8 +365,9 @@ def decode_iframes(encoded: tf.Tensor, *, height: int | tf.Tensor, width: int | 
   return _map_decode(lambda data: _decode_image(data, 3), encoded, crop, height, width, 3, tf.uint8)
 
 
-def decode_motion_vectors(encoded: tf.Tensor, *, encoding: Encoding, height: int | tf.Tensor,
-                          width: int | tf.Tensor, crop: Crop | None = None) -> tf.Tensor:
+def decode_motion_vectors(
+    encoded: tf.Tensor, *, encoding: Encoding, height: int | tf.Tensor, width: int | tf.Tensor, crop: Crop | None = None
+) -> tf.Tensor:
   """Encoded accumulated MV maps, string [N] -> float32 [N, h, w, 2] in pixels (x then y).
 
   'default' gives integer pixels round((code - 128) / 6.375): the stored vector itself for |v| <= 20 px,
@@ -360,19 +376,20 @@ def decode_motion_vectors(encoded: tf.Tensor, *, encoding: Encoding, height: int
   """
   _check_encoding(encoding)
   if encoding == 'lossless':
-    vectors = _map_decode(lambda data: _decode_int16(data, height, width, 2), encoded, crop, height,
-                          width, 2, tf.int16)
+    vectors = _map_decode(lambda data: _decode_int16(data, height, width, 2), encoded, crop, height, width, 2, tf.int16)
     return tf.cast(vectors, tf.float32)
 
   def fn(data):
     # Grey + alpha PNG: decode_png cannot be asked for 2 channels, so take what it stores and check.
     return tf.reshape(tf.io.decode_png(data, channels=0), tf.stack([height, width, 2]))
+
   codes = tf.cast(_map_decode(fn, encoded, crop, height, width, 2, tf.uint8), tf.float32)
   return tf.round((codes - MV_CODE_ZERO) / MV_CODE_SCALE)
 
 
-def decode_residuals(encoded: tf.Tensor, *, encoding: Encoding, height: int | tf.Tensor,
-                     width: int | tf.Tensor, crop: Crop | None = None) -> tf.Tensor:
+def decode_residuals(
+    encoded: tf.Tensor, *, encoding: Encoding, height: int | tf.Tensor, width: int | tf.Tensor, crop: Crop | None = None
+) -> tf.Tensor:
   """Encoded accumulated residuals, string [N] -> float32 [N, h, w, 3] RGB intensity differences.
 
   'default' gives clip(r, -128, 127) (what the network sees after its own clip(r + 128, 0, 255)) up to
@@ -381,21 +398,22 @@ def decode_residuals(encoded: tf.Tensor, *, encoding: Encoding, height: int | tf
   """
   _check_encoding(encoding)
   if encoding == 'lossless':
-    residuals = _map_decode(lambda data: _decode_int16(data, height, width, 3), encoded, crop, height,
-                            width, 3, tf.int16)
+    residuals = _map_decode(
+        lambda data: _decode_int16(data, height, width, 3), encoded, crop, height, width, 3, tf.int16
+    )
     return tf.cast(residuals, tf.float32)
   codes = _map_decode(lambda data: _decode_image(data, 3), encoded, crop, height, width, 3, tf.uint8)
   return tf.cast(codes, tf.float32) - RESIDUAL_CODE_ZERO
 
 
-def decode_motion_energy(encoded: tf.Tensor, *, height: int | tf.Tensor, width: int | tf.Tensor,
-                         crop: Crop | None = None) -> tf.Tensor:
+def decode_motion_energy(
+    encoded: tf.Tensor, *, height: int | tf.Tensor, width: int | tf.Tensor, crop: Crop | None = None
+) -> tf.Tensor:
   """Encoded motion energy maps, string [N] -> float32 [N, h, w] (sum of MV magnitudes, px).
 
   (h, w) is (height, width), or the crop box's size.
   """
-  energy = _map_decode(lambda data: _decode_image(data, 1, tf.uint16), encoded, crop, height, width,
-                       None, tf.uint16)
+  energy = _map_decode(lambda data: _decode_image(data, 1, tf.uint16), encoded, crop, height, width, None, tf.uint16)
   return tf.cast(energy, tf.float32)
 
 
@@ -406,25 +424,28 @@ def tfds_features(label_names: Sequence[str]):
   """
   # Imported here: only the writer's metadata step needs TFDS, and it is slow to import.
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
   scalar = lambda doc: tfds.features.Tensor(shape=(), dtype=np.int64, doc=doc)
   encoded = lambda doc: tfds.features.Tensor(shape=(None,), dtype=np.object_, doc=doc)
-  return tfds.features.FeaturesDict({
-      'video': {
-          'id': tfds.features.Text(doc='Stable id: path relative to the dataset root, or youtube id.'),
-          'label': tfds.features.ClassLabel(names=list(label_names), doc='Class index, -1 unlabelled.'),
-          'num_frames': scalar('Frames of the re-encoded video.'),
-          'num_gops': scalar('GOPs of the re-encoded video.'),
-          'height': scalar('Frame height of every map, px.'),
-          'width': scalar('Frame width of every map, px.'),
-          'gop_size': scalar('GOP length of the re-encoding.'),
-      },
-      'gop': {
-          'num_pframes': tfds.features.Tensor(shape=(None,), dtype=np.int64, doc='P-frames per GOP.'),
-          'iframe': encoded('Encoded RGB I-frame per GOP (imr_jax.data.schema.decode_iframes).'),
-          'motion_energy': encoded('16-bit PNG motion energy per GOP (schema.decode_motion_energy).'),
-      },
-      'pframe': {
-          'motion_vectors': encoded('Accumulated MVs per P-frame, GOP-major (schema.decode_motion_vectors).'),
-          'residuals': encoded('Accumulated residuals per P-frame, GOP-major (schema.decode_residuals).'),
-      },
-  })
+  return tfds.features.FeaturesDict(
+      {
+          'video': {
+              'id': tfds.features.Text(doc='Stable id: path relative to the dataset root, or youtube id.'),
+              'label': tfds.features.ClassLabel(names=list(label_names), doc='Class index, -1 unlabelled.'),
+              'num_frames': scalar('Frames of the re-encoded video.'),
+              'num_gops': scalar('GOPs of the re-encoded video.'),
+              'height': scalar('Frame height of every map, px.'),
+              'width': scalar('Frame width of every map, px.'),
+              'gop_size': scalar('GOP length of the re-encoding.'),
+          },
+          'gop': {
+              'num_pframes': tfds.features.Tensor(shape=(None,), dtype=np.int64, doc='P-frames per GOP.'),
+              'iframe': encoded('Encoded RGB I-frame per GOP (imr_jax.data.schema.decode_iframes).'),
+              'motion_energy': encoded('16-bit PNG motion energy per GOP (schema.decode_motion_energy).'),
+          },
+          'pframe': {
+              'motion_vectors': encoded('Accumulated MVs per P-frame, GOP-major (schema.decode_motion_vectors).'),
+              'residuals': encoded('Accumulated residuals per P-frame, GOP-major (schema.decode_residuals).'),
+          },
+      }
+  )

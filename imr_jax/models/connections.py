@@ -70,6 +70,7 @@ class DynamicConnection(nn.Module):
     use_attention: scale the message by an input-dependent gate (`gate_hidden`, `gate_out`).
     dtype: compute dtype.
   """
+
   use_conv: bool = True
   use_attention: bool = True
   dtype: Any = jnp.float32
@@ -81,14 +82,15 @@ class DynamicConnection(nn.Module):
     H and W must agree; T_s and T_t may be any lengths.
     """
     if source.shape[0] != target.shape[0] or source.shape[2:4] != target.shape[2:4]:
-      raise ValueError(f'A connection needs equal batch and spatial sizes in both streams; got '
-                       f'source {source.shape} and target {target.shape}. Give all streams the '
-                       'same crop size.')
+      raise ValueError(
+          f'A connection needs equal batch and spatial sizes in both streams; got '
+          f'source {source.shape} and target {target.shape}. Give all streams the '
+          'same crop size.'
+      )
     channels = target.shape[-1]
     target_length = target.shape[1]
     if self.use_conv:
-      conv = nn.Conv(channels, (1, 1, 1), use_bias=False, dtype=self.dtype,
-                     param_dtype=jnp.float32, name='conv')
+      conv = nn.Conv(channels, (1, 1, 1), use_bias=False, dtype=self.dtype, param_dtype=jnp.float32, name='conv')
       # The pointwise conv commutes with temporal resampling (both are linear, on different axes),
       # so run it on the shorter sequence: pool first for P -> I, repeat last for I -> P.
       if source.shape[1] > target_length:
@@ -97,14 +99,19 @@ class DynamicConnection(nn.Module):
         message = align_time(conv(source), target_length)
     else:
       if source.shape[-1] != channels:
-        raise ValueError(f'connection_conv=False needs equal channels in both streams; got '
-                         f'source {source.shape[-1]}, target {channels}. Set connection_conv=True.')
+        raise ValueError(
+            f'connection_conv=False needs equal channels in both streams; got '
+            f'source {source.shape[-1]}, target {channels}. Set connection_conv=True.'
+        )
       message = align_time(source, target_length)
     if self.use_attention:
-      pooled = jnp.concatenate([
-          jnp.mean(message, axis=(2, 3), dtype=accumulation_dtype(message.dtype)),
-          jnp.mean(target, axis=(2, 3), dtype=accumulation_dtype(target.dtype))],
-          axis=-1)  # (B, T_t, 2 C_t)
+      pooled = jnp.concatenate(
+          [
+              jnp.mean(message, axis=(2, 3), dtype=accumulation_dtype(message.dtype)),
+              jnp.mean(target, axis=(2, 3), dtype=accumulation_dtype(target.dtype)),
+          ],
+          axis=-1,
+      )  # (B, T_t, 2 C_t)
       hidden = max(channels // GATE_REDUCTION, MIN_GATE_HIDDEN)
       gate = nn.relu(nn.Dense(hidden, name='gate_hidden')(pooled))
       gate = nn.sigmoid(nn.Dense(channels, name='gate_out')(gate))  # (B, T_t, C_t) in (0, 1)

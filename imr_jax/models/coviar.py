@@ -36,6 +36,7 @@ class CoViAR(nn.Module):
     stream_weights: fusion weights of the (i, m, r) logits.
     dtype: compute dtype.
   """
+
   num_classes: int
   streams: str = imrnet.STREAMS
   iframe_depth: int = 152
@@ -45,10 +46,15 @@ class CoViAR(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, iframes: Optional[jnp.ndarray] = None,
-               motion_vectors: Optional[jnp.ndarray] = None,
-               residuals: Optional[jnp.ndarray] = None, *, train: bool,
-               return_stages: bool = False) -> dict[str, Any]:
+  def __call__(
+      self,
+      iframes: Optional[jnp.ndarray] = None,
+      motion_vectors: Optional[jnp.ndarray] = None,
+      residuals: Optional[jnp.ndarray] = None,
+      *,
+      train: bool,
+      return_stages: bool = False,
+  ) -> dict[str, Any]:
     """Inputs as IMRNet's (any T per stream, H and W free per stream).
 
     Returns:
@@ -63,9 +69,14 @@ class CoViAR(nn.Module):
     for stream in self.streams:
       depth = self.iframe_depth if stream == 'i' else self.pframe_depth
       network = resnet3d.ResNet3D(
-          depth=depth, widths=tuple(self.widths),
-          temporal_strides=(1, 1, 1, 1, 1), temporal_kernel_size=1,
-          normalize_input=stream != 'i', dtype=self.dtype, name=f'{stream}_stream')
+          depth=depth,
+          widths=tuple(self.widths),
+          temporal_strides=(1, 1, 1, 1, 1),
+          temporal_kernel_size=1,
+          normalize_input=stream != 'i',
+          dtype=self.dtype,
+          name=f'{stream}_stream',
+      )
       x = network.forward_stem(inputs[stream], train)
       stages[stream] = {'stem': x}
       for stage in resnet3d.STAGE_NAMES:

@@ -17,6 +17,7 @@ def pmsp_level_name(grid_size: int, temporal_bins: int) -> str:
 
 class MLP(nn.Module):
   """Dense(hidden_dim) -> ReLU -> Dense(out_dim)."""
+
   hidden_dim: int
   out_dim: int
 
@@ -28,6 +29,7 @@ class MLP(nn.Module):
 
 class ClassifierHead(nn.Module):
   """Dropout then a linear layer: (B, D) -> logits (B, num_classes)."""
+
   num_classes: int
   dropout_rate: float = 0.0
 
@@ -46,6 +48,7 @@ class PMSPHead(nn.Module):
     levels: (grid_size s, temporal_bins t) pairs.
     hidden_dim: hidden units of each level's MLP.
   """
+
   levels: Sequence[tuple[int, int]]
   hidden_dim: int = 512
 
@@ -57,8 +60,10 @@ class PMSPHead(nn.Module):
     for grid_size, temporal_bins in self.levels:
       name = pmsp_level_name(grid_size, temporal_bins)
       if name in outputs:
-        raise ValueError(f'PMSP level ({grid_size}, {temporal_bins}) is listed twice in '
-                         f'{self.levels}; list each (grid_size, temporal_bins) once.')
+        raise ValueError(
+            f'PMSP level ({grid_size}, {temporal_bins}) is listed twice in '
+            f'{self.levels}; list each (grid_size, temporal_bins) once.'
+        )
       logits = MLP(self.hidden_dim, temporal_bins * grid_size * grid_size, name=name)(x)
       outputs[name] = logits.reshape(x.shape[0], temporal_bins, grid_size * grid_size)
     return outputs
@@ -66,6 +71,7 @@ class PMSPHead(nn.Module):
 
 class CTPHead(nn.Module):
   """2-layer MLP: (B, D) -> logits (B, num_classes) over correspondence types."""
+
   num_classes: int
   hidden_dim: int = 512
 
@@ -77,6 +83,7 @@ class CTPHead(nn.Module):
 
 class ProjectionHead(nn.Module):
   """2-layer MLP: (B, D) -> embedding (B, dim), not normalised (the contrastive loss does that)."""
+
   dim: int = 128
   hidden_dim: int = 512
 

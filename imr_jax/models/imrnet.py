@@ -28,8 +28,10 @@ def check_inputs(streams: str, inputs: dict[str, Optional[jnp.ndarray]]) -> None
   for stream in streams:
     name, x = INPUT_NAMES[stream], inputs[stream]
     if x is None:
-      raise ValueError(f"Stream '{stream}' is selected (streams={streams!r}) but `{name}` was not "
-                       f'given; pass it or drop the stream from config.model.streams.')
+      raise ValueError(
+          f"Stream '{stream}' is selected (streams={streams!r}) but `{name}` was not "
+          f'given; pass it or drop the stream from config.model.streams.'
+      )
     if x.ndim != 5 or x.shape[-1] != INPUT_CHANNELS[stream]:
       raise ValueError(f'`{name}` must be (B, T, H, W, {INPUT_CHANNELS[stream]}), got {x.shape}.')
 
@@ -50,6 +52,7 @@ class IMRNet(nn.Module):
     strided_conv: how the streams compute strided convs: 'native' | 'subsample' (the same
       function and parameters; faster on CPU, see resnet3d.py).
   """
+
   depth: Any = 18
   widths: tuple[int, ...] = ()
   streams: str = STREAMS
@@ -62,10 +65,15 @@ class IMRNet(nn.Module):
   strided_conv: str = 'native'
 
   @nn.compact
-  def __call__(self, iframes: Optional[jnp.ndarray] = None,
-               motion_vectors: Optional[jnp.ndarray] = None,
-               residuals: Optional[jnp.ndarray] = None, *, train: bool,
-               return_stages: bool = False) -> dict[str, Any]:
+  def __call__(
+      self,
+      iframes: Optional[jnp.ndarray] = None,
+      motion_vectors: Optional[jnp.ndarray] = None,
+      residuals: Optional[jnp.ndarray] = None,
+      *,
+      train: bool,
+      return_stages: bool = False,
+  ) -> dict[str, Any]:
     """Runs the selected streams.
 
     Args:
@@ -89,19 +97,22 @@ class IMRNet(nn.Module):
     check_inputs(self.streams, inputs)
     networks = {
         stream: resnet3d.ResNet3D(
-            depth=self.depth, widths=tuple(self.widths),
-            temporal_strides=tuple(
-                self.i_temporal_strides if stream == 'i' else self.p_temporal_strides),
-            normalize_input=stream != 'i', dtype=self.dtype, strided_conv=self.strided_conv,
-            name=f'{stream}_stream')
-        for stream in self.streams}
+            depth=self.depth,
+            widths=tuple(self.widths),
+            temporal_strides=tuple(self.i_temporal_strides if stream == 'i' else self.p_temporal_strides),
+            normalize_input=stream != 'i',
+            dtype=self.dtype,
+            strided_conv=self.strided_conv,
+            name=f'{stream}_stream',
+        )
+        for stream in self.streams
+    }
 
     x = {stream: networks[stream].forward_stem(inputs[stream], train) for stream in self.streams}
     x = self._connect('stem', x)
     stages = {stream: {'stem': x[stream]} for stream in self.streams}
     for stage in resnet3d.STAGE_NAMES:
-      x = {stream: networks[stream].forward_stage(stage, x[stream], train)
-           for stream in self.streams}
+      x = {stream: networks[stream].forward_stage(stage, x[stream], train) for stream in self.streams}
       if stage in CONNECTED_STAGES:
         x = self._connect(stage, x)
       for stream in self.streams:
@@ -120,8 +131,11 @@ class IMRNet(nn.Module):
 
     def message(source: str, target: str) -> jnp.ndarray:
       connection = connections_lib.DynamicConnection(
-          use_conv=self.connection_conv, use_attention=self.connection_attention,
-          dtype=self.dtype, name=f'{stage}_{source}_to_{target}')
+          use_conv=self.connection_conv,
+          use_attention=self.connection_attention,
+          dtype=self.dtype,
+          name=f'{stage}_{source}_to_{target}',
+      )
       return connection(x[source], x[target])
 
     incoming = {stream: [] for stream in self.streams}
@@ -129,5 +143,4 @@ class IMRNet(nn.Module):
       incoming['i'].append(message(p_stream, 'i'))
       if self.connections == 'bidirectional':
         incoming[p_stream].append(message('i', p_stream))
-    return {stream: x[stream] + sum(incoming[stream]) if incoming[stream] else x[stream]
-            for stream in self.streams}
+    return {stream: x[stream] + sum(incoming[stream]) if incoming[stream] else x[stream] for stream in self.streams}

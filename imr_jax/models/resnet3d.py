@@ -59,17 +59,33 @@ def stage_output_channels(depth: int, widths: Sequence[int]) -> tuple[int, ...]:
   return tuple(w * expansion for w in widths)
 
 
-def _conv(features: int, kernel_size: Sequence[int], strides: Sequence[int] = (1, 1, 1), *,
-          dtype: Any, name: str) -> nn.Conv:
+def _conv(
+    features: int, kernel_size: Sequence[int], strides: Sequence[int] = (1, 1, 1), *, dtype: Any, name: str
+) -> nn.Conv:
   """Bias-free 3D conv with PyTorch's symmetric `k // 2` padding."""
   return nn.Conv(
-      features, tuple(kernel_size), strides=tuple(strides),
-      padding=[(k // 2, k // 2) for k in kernel_size], use_bias=False,
-      dtype=dtype, param_dtype=jnp.float32, kernel_init=_conv_init, name=name)
+      features,
+      tuple(kernel_size),
+      strides=tuple(strides),
+      padding=[(k // 2, k // 2) for k in kernel_size],
+      use_bias=False,
+      dtype=dtype,
+      param_dtype=jnp.float32,
+      kernel_init=_conv_init,
+      name=name,
+  )
 
 
-def _strided_conv(x: jnp.ndarray, features: int, kernel_size: Sequence[int],
-                  strides: Sequence[int], *, mode: str, dtype: Any, name: str) -> jnp.ndarray:
+def _strided_conv(
+    x: jnp.ndarray,
+    features: int,
+    kernel_size: Sequence[int],
+    strides: Sequence[int],
+    *,
+    mode: str,
+    dtype: Any,
+    name: str,
+) -> jnp.ndarray:
   """`_conv(...)(x)` with strides; mode 'subsample' computes it at stride 1 and subsamples.
 
   For an odd kernel k padded by k // 2, output i of the stride-s conv is centred on input s * i,
@@ -90,13 +106,19 @@ def _strided_conv(x: jnp.ndarray, features: int, kernel_size: Sequence[int],
 def _norm(*, train: bool, dtype: Any, name: str, zero_scale: bool = False) -> nn.BatchNorm:
   # No axis_name: under jit over a sharded batch, the mean is already global.
   return nn.BatchNorm(
-      use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype,
+      use_running_average=not train,
+      momentum=0.9,
+      epsilon=1e-5,
+      dtype=dtype,
       param_dtype=jnp.float32,
-      scale_init=nn.initializers.zeros if zero_scale else nn.initializers.ones, name=name)
+      scale_init=nn.initializers.zeros if zero_scale else nn.initializers.ones,
+      name=name,
+  )
 
 
 class BasicBlock(nn.Module):
   """Two (k_t, 3, 3) convs; output channels = width."""
+
   width: int
   strides: tuple[int, int, int]  # (time, height, width)
   temporal_kernel_size: int = 3
@@ -123,6 +145,7 @@ class BasicBlock(nn.Module):
 
 class BottleneckBlock(nn.Module):
   """1x1x1 -> (k_t, 3, 3) (strided, v1.5) -> 1x1x1; output channels = 4 * width."""
+
   width: int
   strides: tuple[int, int, int]
   temporal_kernel_size: int = 3
@@ -153,6 +176,7 @@ class Stem(nn.Module):
 
   With temporal_stride s > 1 the pool is (max(k_t, s), 3, 3) /(s, 2, 2).
   """
+
   width: int
   temporal_stride: int = 1
   temporal_kernel_size: int = 3
@@ -162,18 +186,18 @@ class Stem(nn.Module):
   @nn.compact
   def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
     kt = self.temporal_kernel_size
-    x = _strided_conv(x, self.width, (kt, 7, 7), (1, 2, 2), mode=self.strided_conv,
-                      dtype=self.dtype, name='conv')
+    x = _strided_conv(x, self.width, (kt, 7, 7), (1, 2, 2), mode=self.strided_conv, dtype=self.dtype, name='conv')
     x = nn.relu(_norm(train=train, dtype=self.dtype, name='norm')(x))
     # A temporal pool window of 1 with stride > 1 would skip frames; widen it to cover the stride.
     pool_t = max(kt, self.temporal_stride) if self.temporal_stride > 1 else 1
     return nn.max_pool(
-        x, (pool_t, 3, 3), strides=(self.temporal_stride, 2, 2),
-        padding=((pool_t // 2, pool_t // 2), (1, 1), (1, 1)))
+        x, (pool_t, 3, 3), strides=(self.temporal_stride, 2, 2), padding=((pool_t // 2, pool_t // 2), (1, 1), (1, 1))
+    )
 
 
 class ResStage(nn.Module):
   """A stage of `num_blocks` blocks; the first one applies `strides`."""
+
   block: str  # 'basic' | 'bottleneck'
   num_blocks: int
   width: int
@@ -187,8 +211,9 @@ class ResStage(nn.Module):
     block_cls = BasicBlock if self.block == 'basic' else BottleneckBlock
     for index in range(self.num_blocks):
       strides = self.strides if index == 0 else (1, 1, 1)
-      x = block_cls(self.width, strides, self.temporal_kernel_size, self.dtype, self.strided_conv,
-                    name=f'block{index + 1}')(x, train)
+      x = block_cls(
+          self.width, strides, self.temporal_kernel_size, self.dtype, self.strided_conv, name=f'block{index + 1}'
+      )(x, train)
     return x
 
 
@@ -210,6 +235,7 @@ class ResNet3D(nn.Module):
   Besides `__call__`, IMRNet drives the stages one at a time through `forward_stem` and
   `forward_stage`, to insert its connections between them.
   """
+
   depth: int = 18
   widths: tuple[int, ...] = ()
   temporal_strides: tuple[int, ...] = (1, 1, 1, 1, 1)
@@ -225,8 +251,9 @@ class ResNet3D(nn.Module):
     if self.normalize_input:
       # At least float32: the raw MV / residual values go in before any cast.
       # `use_running_average` is given per call, since `train` is a call argument.
-      self.input_norm = nn.BatchNorm(momentum=0.9, epsilon=1e-5,
-                                     dtype=accumulation_dtype(self.dtype), param_dtype=jnp.float32)
+      self.input_norm = nn.BatchNorm(
+          momentum=0.9, epsilon=1e-5, dtype=accumulation_dtype(self.dtype), param_dtype=jnp.float32
+      )
     kt = self.temporal_kernel_size
     widths = tuple(self.widths) or STANDARD_WIDTHS
     # Without an input norm the stem's input (the I-frames) needs no gradient, and subsampling
@@ -236,9 +263,17 @@ class ResNet3D(nn.Module):
     stages = []
     for index, (num_blocks, width) in enumerate(zip(blocks_per_stage, widths)):
       spatial = 1 if index == 0 else 2
-      stages.append(ResStage(block, num_blocks, width,
-                             (self.temporal_strides[index + 1], spatial, spatial), kt, self.dtype,
-                             self.strided_conv))
+      stages.append(
+          ResStage(
+              block,
+              num_blocks,
+              width,
+              (self.temporal_strides[index + 1], spatial, spatial),
+              kt,
+              self.dtype,
+              self.strided_conv,
+          )
+      )
     self.res2, self.res3, self.res4, self.res5 = stages
 
   def forward_stem(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:

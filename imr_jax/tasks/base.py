@@ -54,9 +54,11 @@ def streams(batch: Batch, extra: str | None = None) -> Streams:
   fields = batch.get(extra, {}) if extra else batch
   missing = [key for key in STREAM_KEYS if key not in fields]
   if missing:
-    where = f"batch[{extra!r}]" if extra else 'The batch'
-    raise KeyError(f'{where} has no {missing}; the batch has {sorted(batch)}. Ask the input pipeline '
-                   'for them (task.batch_requirements lists the optional parts a task needs).')
+    where = f'batch[{extra!r}]' if extra else 'The batch'
+    raise KeyError(
+        f'{where} has no {missing}; the batch has {sorted(batch)}. Ask the input pipeline '
+        'for them (task.batch_requirements lists the optional parts a task needs).'
+    )
   return {key: jnp.asarray(fields[key], jnp.float32) for key in STREAM_KEYS}
 
 
@@ -87,8 +89,7 @@ def weighted_mean(values: Array, weights: Array) -> Array:
   return jnp.sum(values * weights) / jnp.maximum(jnp.sum(weights), 1e-12)
 
 
-def classification_loss_and_metrics(logits: Array, labels: Array,
-                                    mask: Array) -> tuple[Array, Metrics]:
+def classification_loss_and_metrics(logits: Array, labels: Array, mask: Array) -> tuple[Array, Metrics]:
   """Cross-entropy loss and per-example {'loss', 'accuracy'} of (B, K) logits vs (B,) labels."""
   per_example_loss = cross_entropy(logits, labels)
   metrics = {'loss': per_example_loss, 'accuracy': correct(logits, labels)}
@@ -99,8 +100,10 @@ def p_stream_gops(p_stream: Array, num_gops: int) -> Array:
   """(B, T_P, ...) GOP-major P-stream -> (B, num_gops, T_P // num_gops, ...)."""
   batch_size, num_pframes = p_stream.shape[:2]
   if num_pframes % num_gops:
-    raise ConfigError(f'A P-stream of {num_pframes} frames does not split into {num_gops} GOPs; the '
-                      'batch must hold num_gops * p_per_gop P-frames (DESIGN.md section 3).')
+    raise ConfigError(
+        f'A P-stream of {num_pframes} frames does not split into {num_gops} GOPs; the '
+        'batch must hold num_gops * p_per_gop P-frames (DESIGN.md section 3).'
+    )
   return p_stream.reshape(batch_size, num_gops, num_pframes // num_gops, *p_stream.shape[2:])
 
 
@@ -108,6 +111,8 @@ def check_num_gops(batch: Batch, num_gops: int) -> None:
   """Raises ConfigError unless the batch's I-stream holds config.data.num_gops frames."""
   found = batch['iframes'].shape[1]
   if found != num_gops:
-    raise ConfigError(f'The batch holds {found} GOPs per clip (iframes {batch["iframes"].shape}) but '
-                      f'config.data.num_gops = {num_gops}; build the task and the input pipeline from '
-                      'the same config.')
+    raise ConfigError(
+        f'The batch holds {found} GOPs per clip (iframes {batch["iframes"].shape}) but '
+        f'config.data.num_gops = {num_gops}; build the task and the input pipeline from '
+        'the same config.'
+    )

@@ -28,8 +28,9 @@ class ClassificationTask(base.Task):
 
   def __init__(self, num_classes: int, dropout_rate: float, backbone_logits: bool = False):
     if not isinstance(num_classes, int) or num_classes < 2:
-      raise base.ConfigError(f'Classification needs num_classes >= 2 (the manifest\'s label_names), '
-                             f'got {num_classes!r}.')
+      raise base.ConfigError(
+          f"Classification needs num_classes >= 2 (the manifest's label_names), " f'got {num_classes!r}.'
+      )
     if not 0.0 <= dropout_rate < 1.0:
       raise base.ConfigError(f'config.classification.dropout_rate = {dropout_rate}; use [0, 1).')
     self.num_classes = num_classes
@@ -40,8 +41,8 @@ class ClassificationTask(base.Task):
     if self.backbone_logits:
       return {}
     from imr_jax.models import heads  # pylint: disable=g-import-not-at-top
-    return {'classifier': heads.ClassifierHead(num_classes=self.num_classes,
-                                               dropout_rate=self.dropout_rate)}
+
+    return {'classifier': heads.ClassifierHead(num_classes=self.num_classes, dropout_rate=self.dropout_rate)}
 
   def class_logits(self, outputs: dict[str, Any]) -> jax.Array:
     """(B, num_classes): the fused CoViAR logits, or the classifier head's."""

@@ -56,8 +56,7 @@ def sample_nonidentity_permutations(rng: jax.Array, batch_size: int, n: int) -> 
   """int32 (batch_size, n): permutations drawn uniformly from the n! - 1 that are not the identity."""
   if not 2 <= n <= MAX_SHUFFLED_GOPS:
     raise base.ConfigError(f'CTP shuffled needs 2 <= num_gops <= {MAX_SHUFFLED_GOPS}, got {n}.')
-  return permutation_from_index(
-      jax.random.randint(rng, (batch_size,), 1, math.factorial(n)), n)
+  return permutation_from_index(jax.random.randint(rng, (batch_size,), 1, math.factorial(n)), n)
 
 
 def sample_mismatch_offset(rng: jax.Array, batch_size: int) -> jax.Array:
@@ -65,13 +64,18 @@ def sample_mismatch_offset(rng: jax.Array, batch_size: int) -> jax.Array:
   if batch_size < 2:
     raise base.ConfigError(
         'CTP mismatched takes P-frames from another example of the batch, but the batch has one '
-        'example: use a per-device batch of at least 2, or drop "mismatched" from config.ctp.classes.')
+        'example: use a per-device batch of at least 2, or drop "mismatched" from config.ctp.classes.'
+    )
   return jax.random.randint(rng, (), 1, batch_size)
 
 
-def correspond(per_gop: dict[str, jax.Array], shifted_per_gop: dict[str, jax.Array] | None,
-               kinds: jax.Array, gop_orders: jax.Array,
-               mismatch_offset: jax.Array) -> dict[str, jax.Array]:
+def correspond(
+    per_gop: dict[str, jax.Array],
+    shifted_per_gop: dict[str, jax.Array] | None,
+    kinds: jax.Array,
+    gop_orders: jax.Array,
+    mismatch_offset: jax.Array,
+) -> dict[str, jax.Array]:
   """Applies each example's correspondence type to GOP-major arrays, all keys alike.
 
   Args:
@@ -106,16 +110,17 @@ class CTPTask(base.Task):
     classes = tuple(classes)
     unknown = [c for c in classes if c not in CLASSES]
     if unknown or len(set(classes)) != len(classes) or len(classes) < 2:
-      raise base.ConfigError(f'config.ctp.classes = {classes}: use at least two distinct names from '
-                             f'{CLASSES}.')
+      raise base.ConfigError(f'config.ctp.classes = {classes}: use at least two distinct names from ' f'{CLASSES}.')
     if binary and 'aligned' not in classes:
-      raise base.ConfigError(f'CTP (Binary) asks "aligned or not", but config.ctp.classes = {classes} '
-                             'has no "aligned".')
+      raise base.ConfigError(
+          f'CTP (Binary) asks "aligned or not", but config.ctp.classes = {classes} ' 'has no "aligned".'
+      )
     if 'shuffled' in classes and not 2 <= num_gops <= MAX_SHUFFLED_GOPS:
       raise base.ConfigError(
           f'CTP "shuffled" permutes the GOPs of a clip, impossible with config.data.num_gops = '
           f'{num_gops}: use 2 <= num_gops <= {MAX_SHUFFLED_GOPS} or drop "shuffled" from '
-          'config.ctp.classes.')
+          'config.ctp.classes.'
+      )
     self.classes = classes
     self.hidden_dim = hidden_dim
     self.num_gops = num_gops
@@ -128,6 +133,7 @@ class CTPTask(base.Task):
 
   def heads(self) -> dict[str, Any]:
     from imr_jax.models import heads  # pylint: disable=g-import-not-at-top
+
     return {'ctp': heads.CTPHead(num_classes=self.num_classes, hidden_dim=self.hidden_dim)}
 
   def sample_kinds(self, rng: jax.Array, batch_size: int) -> tuple[jax.Array, jax.Array]:
@@ -160,8 +166,9 @@ class CTPTask(base.Task):
       gop_orders = sample_nonidentity_permutations(rng_orders, batch_size, self.num_gops)
     else:
       gop_orders = jnp.broadcast_to(jnp.arange(self.num_gops), (batch_size, self.num_gops))
-    offset = (sample_mismatch_offset(rng_offset, batch_size) if 'mismatched' in self.classes
-              else jnp.zeros((), jnp.int32))
+    offset = (
+        sample_mismatch_offset(rng_offset, batch_size) if 'mismatched' in self.classes else jnp.zeros((), jnp.int32)
+    )
 
     per_gop = {k: base.p_stream_gops(inputs[k], self.num_gops) for k in base.P_STREAM_KEYS}
     shifted = None
@@ -169,17 +176,23 @@ class CTPTask(base.Task):
     if 'shifted' in self.classes:
       missing = [k for k in base.P_STREAM_KEYS if k not in shifted_batch]
       if missing:
-        raise KeyError(f"CTP 'shifted' needs batch['shifted'][{missing}]: build the input pipeline with "
-                       "extras=task.batch_requirements (it holds 'shifted').")
-      shifted = {k: base.p_stream_gops(jnp.asarray(shifted_batch[k], jnp.float32), self.num_gops)
-                 for k in base.P_STREAM_KEYS}
+        raise KeyError(
+            f"CTP 'shifted' needs batch['shifted'][{missing}]: build the input pipeline with "
+            "extras=task.batch_requirements (it holds 'shifted')."
+        )
+      shifted = {
+          k: base.p_stream_gops(jnp.asarray(shifted_batch[k], jnp.float32), self.num_gops) for k in base.P_STREAM_KEYS
+      }
     extra = {}
     if with_motion_energy:
       per_gop['motion_energy'] = jnp.asarray(batch['motion_energy'], jnp.float32)
       has_shifted_energy = 'motion_energy' in shifted_batch
       if shifted is not None:
-        shifted['motion_energy'] = (jnp.asarray(shifted_batch['motion_energy'], jnp.float32)
-                                    if has_shifted_energy else jnp.zeros_like(per_gop['motion_energy']))
+        shifted['motion_energy'] = (
+            jnp.asarray(shifted_batch['motion_energy'], jnp.float32)
+            if has_shifted_energy
+            else jnp.zeros_like(per_gop['motion_energy'])
+        )
       unknown_energy = (kinds == SHIFTED) & (not has_shifted_energy)
       extra['motion_energy_valid'] = jnp.where(unknown_energy, 0.0, 1.0)
     moved = correspond(per_gop, shifted, kinds, gop_orders, offset)
@@ -194,5 +207,4 @@ class CTPTask(base.Task):
     return inputs, targets
 
   def loss_and_metrics(self, outputs, targets, mask):
-    return base.classification_loss_and_metrics(outputs['ctp'], targets['label'],
-                                                jnp.asarray(mask, jnp.float32))
+    return base.classification_loss_and_metrics(outputs['ctp'], targets['label'], jnp.asarray(mask, jnp.float32))

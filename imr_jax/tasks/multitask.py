@@ -19,8 +19,7 @@ from imr_jax.tasks import pmsp
 class PMSPCTPTask(base.Task):
   """loss = pmsp_weight * PMSP loss + ctp_weight * CTP loss; metrics prefixed 'pmsp/' and 'ctp/'."""
 
-  def __init__(self, pmsp_task: pmsp.PMSPTask, ctp_task: ctp.CTPTask, pmsp_weight: float,
-               ctp_weight: float):
+  def __init__(self, pmsp_task: pmsp.PMSPTask, ctp_task: ctp.CTPTask, pmsp_weight: float, ctp_weight: float):
     self.pmsp = pmsp_task
     self.ctp = ctp_task
     self.pmsp_weight = pmsp_weight
@@ -32,14 +31,12 @@ class PMSPCTPTask(base.Task):
 
   def prepare(self, batch: base.Batch, rng: jax.Array):
     inputs, ctp_targets, moved = self.ctp.transform(batch, rng, with_motion_energy=True)
-    pmsp_targets = pmsp.targets(moved['motion_energy'], self.pmsp.levels,
-                                example_valid=moved['motion_energy_valid'])
+    pmsp_targets = pmsp.targets(moved['motion_energy'], self.pmsp.levels, example_valid=moved['motion_energy_valid'])
     return inputs, {'pmsp': pmsp_targets, 'ctp': ctp_targets}
 
   def loss_and_metrics(self, outputs, targets, mask):
     pmsp_loss, pmsp_metrics = self.pmsp.loss_and_metrics(outputs, targets['pmsp'], mask)
     ctp_loss, ctp_metrics = self.ctp.loss_and_metrics(outputs, targets['ctp'], mask)
-    metrics = {**{f'pmsp/{k}': v for k, v in pmsp_metrics.items()},
-               **{f'ctp/{k}': v for k, v in ctp_metrics.items()}}
+    metrics = {**{f'pmsp/{k}': v for k, v in pmsp_metrics.items()}, **{f'ctp/{k}': v for k, v in ctp_metrics.items()}}
     metrics['loss'] = self.pmsp_weight * metrics['pmsp/loss'] + self.ctp_weight * metrics['ctp/loss']
     return self.pmsp_weight * pmsp_loss + self.ctp_weight * ctp_loss, metrics

@@ -29,6 +29,7 @@ LABEL_MODES = ('argmax', 'distribution')
 @dataclasses.dataclass(frozen=True)
 class Level:
   """One pyramid level ([grid_size x grid_size], temporal_bins)."""
+
   grid_size: int
   temporal_bins: int
 
@@ -54,21 +55,26 @@ def pyramid(grid_sizes: Sequence[int], temporal_bins: Sequence[int], num_gops: i
   """
   grid_sizes, temporal_bins = tuple(grid_sizes), tuple(temporal_bins)
   if not grid_sizes or not temporal_bins:
-    raise base.ConfigError('config.pmsp.grid_sizes and config.pmsp.temporal_bins must be non-empty, '
-                           f'got {grid_sizes} and {temporal_bins}.')
+    raise base.ConfigError(
+        'config.pmsp.grid_sizes and config.pmsp.temporal_bins must be non-empty, '
+        f'got {grid_sizes} and {temporal_bins}.'
+    )
   for s in grid_sizes:
     if s < 2:
       raise base.ConfigError(
           f'config.pmsp.grid_sizes = {grid_sizes} holds {s}: a {s}x{s} grid has a single cell, so its '
-          'PMSP label is constant and teaches nothing. Use grid sizes >= 2, e.g. (2, 4).')
+          'PMSP label is constant and teaches nothing. Use grid sizes >= 2, e.g. (2, 4).'
+      )
   for t in temporal_bins:
     if not 1 <= t <= num_gops:
       raise base.ConfigError(
           f'config.pmsp.temporal_bins = {temporal_bins} holds {t}, but a clip has config.data.num_gops '
-          f'= {num_gops} GOPs and every bin needs at least one: use 1 <= t <= {num_gops}.')
+          f'= {num_gops} GOPs and every bin needs at least one: use 1 <= t <= {num_gops}.'
+      )
   if len(set(grid_sizes)) != len(grid_sizes) or len(set(temporal_bins)) != len(temporal_bins):
-    raise base.ConfigError(f'config.pmsp.grid_sizes {grid_sizes} and temporal_bins {temporal_bins} '
-                           'must not repeat a value.')
+    raise base.ConfigError(
+        f'config.pmsp.grid_sizes {grid_sizes} and temporal_bins {temporal_bins} ' 'must not repeat a value.'
+    )
   return tuple(Level(s, t) for s in grid_sizes for t in temporal_bins)
 
 
@@ -101,8 +107,14 @@ def cell_energy(motion_energy: jax.Array, level: Level) -> jax.Array:
   rows = segment_matrix(height, level.grid_size)
   cols = segment_matrix(width, level.grid_size)
   # HIGHEST: on GPU/TPU a float32 matmul may otherwise run in TF32/bfloat16 and flip near-ties.
-  energy = jnp.einsum('bghw,tg,ih,jw->btij', jnp.asarray(motion_energy, jnp.float32), time, rows, cols,
-                      precision=jax.lax.Precision.HIGHEST)
+  energy = jnp.einsum(
+      'bghw,tg,ih,jw->btij',
+      jnp.asarray(motion_energy, jnp.float32),
+      time,
+      rows,
+      cols,
+      precision=jax.lax.Precision.HIGHEST,
+  )
   return energy.reshape(*energy.shape[:2], level.num_cells)
 
 
@@ -129,8 +141,9 @@ def level_targets(motion_energy: jax.Array, level: Level) -> dict[str, jax.Array
   }
 
 
-def targets(motion_energy: jax.Array, levels: Sequence[Level],
-            example_valid: jax.Array | None = None) -> dict[str, dict[str, jax.Array]]:
+def targets(
+    motion_energy: jax.Array, levels: Sequence[Level], example_valid: jax.Array | None = None
+) -> dict[str, dict[str, jax.Array]]:
   """`level_targets` of every level, keyed by level name; `example_valid` (B,) zeroes whole examples."""
   result = {}
   for level in levels:
@@ -141,9 +154,13 @@ def targets(motion_energy: jax.Array, levels: Sequence[Level],
   return result
 
 
-def loss_and_metrics(logits: dict[str, jax.Array], pmsp_targets: dict[str, dict[str, jax.Array]],
-                     mask: jax.Array, levels: Sequence[Level],
-                     label_mode: str = 'argmax') -> tuple[jax.Array, base.Metrics]:
+def loss_and_metrics(
+    logits: dict[str, jax.Array],
+    pmsp_targets: dict[str, dict[str, jax.Array]],
+    mask: jax.Array,
+    levels: Sequence[Level],
+    label_mode: str = 'argmax',
+) -> tuple[jax.Array, base.Metrics]:
   """PMSP loss: the mean over levels of the per-bin cross-entropy, averaged over valid bins.
 
   Args:
@@ -166,8 +183,7 @@ def loss_and_metrics(logits: dict[str, jax.Array], pmsp_targets: dict[str, dict[
     level_logits = logits[level.name].astype(jnp.float32)
     expected = (level_logits.shape[0], level.temporal_bins, level.num_cells)
     if level_logits.shape != expected:
-      raise ValueError(f'PMSP logits {level.name!r} have shape {level_logits.shape}, '
-                       f'expected {expected}.')
+      raise ValueError(f'PMSP logits {level.name!r} have shape {level_logits.shape}, ' f'expected {expected}.')
     target = pmsp_targets[level.name]
     if label_mode == 'argmax':
       bin_loss = base.cross_entropy(level_logits, target['label'])
@@ -177,8 +193,9 @@ def loss_and_metrics(logits: dict[str, jax.Array], pmsp_targets: dict[str, dict[
     level_losses.append(base.weighted_mean(bin_loss, valid * mask[:, None]))
     valid_bins = jnp.maximum(jnp.sum(valid, axis=1), 1.0)
     per_example_losses.append(jnp.sum(bin_loss * valid, axis=1) / valid_bins)
-    accuracies[f'accuracy/{level.name}'] = jnp.sum(
-        base.correct(level_logits, target['label']) * valid, axis=1) / valid_bins
+    accuracies[f'accuracy/{level.name}'] = (
+        jnp.sum(base.correct(level_logits, target['label']) * valid, axis=1) / valid_bins
+    )
   metrics = {
       'loss': jnp.mean(jnp.stack(per_example_losses), axis=0),
       'accuracy': jnp.mean(jnp.stack(list(accuracies.values())), axis=0),
@@ -200,8 +217,12 @@ class PMSPTask(base.Task):
 
   def heads(self) -> dict[str, Any]:
     from imr_jax.models import heads  # pylint: disable=g-import-not-at-top
-    return {'pmsp': heads.PMSPHead(levels=tuple((level.grid_size, level.temporal_bins) for level in self.levels),
-                                   hidden_dim=self.hidden_dim)}
+
+    return {
+        'pmsp': heads.PMSPHead(
+            levels=tuple((level.grid_size, level.temporal_bins) for level in self.levels), hidden_dim=self.hidden_dim
+        )
+    }
 
   def prepare(self, batch: base.Batch, rng: jax.Array):
     del rng  # PMSP applies no transform
@@ -209,8 +230,7 @@ class PMSPTask(base.Task):
     return base.streams(batch), targets(jnp.asarray(batch['motion_energy']), self.levels)
 
   def loss_and_metrics(self, outputs, pmsp_targets, mask):
-    return loss_and_metrics(outputs['pmsp'], pmsp_targets, jnp.asarray(mask, jnp.float32), self.levels,
-                            self.label_mode)
+    return loss_and_metrics(outputs['pmsp'], pmsp_targets, jnp.asarray(mask, jnp.float32), self.levels, self.label_mode)
 
 
 def one_based_raster_cell(label: Any, grid_size: int) -> tuple[int, int, int]:
