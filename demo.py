@@ -149,7 +149,7 @@ def main(argv):
   for name, label in (('scratch', 'scratch'), ('pmsp_pretrained', 'PMSP-pretrained')):
     finals = list(results[name].values())
     means[name] = np.mean([f['video_accuracy'] for f in finals])
-    print(f'{label + " (mean)":26s}{np.mean([f["clip_accuracy"] for f in finals]):15.3f}' f'{means[name]:16.3f}')
+    print(f'{label + " (mean)":26s}{np.mean([f["clip_accuracy"] for f in finals]):15.3f}{means[name]:16.3f}')
   print(
       f'Gain of PMSP pretraining in video accuracy: {means["pmsp_pretrained"] - means["scratch"]:+.3f}. '
       "On another CPU the digits differ (see the README: the network's arithmetic rounds by the\n"

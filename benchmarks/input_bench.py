@@ -42,7 +42,7 @@ _SHUFFLE_BUFFER = flags.DEFINE_integer('shuffle_buffer', 16, 'Records in the shu
 _GPU_CLIPS_PER_S = flags.DEFINE_float(
     'gpu_clips_per_s',
     0.0,
-    'Clips/s one accelerator consumes (train step rate x per-device batch); ' 'prints the cores needed to feed it.',
+    'Clips/s one accelerator consumes (train step rate x per-device batch); prints the cores needed to feed it.',
 )
 
 

@@ -365,9 +365,7 @@ def diagnostics_markdown(rows: dict[str, dict[int, dict[str, Any]]], finetune_ep
   for name, title in titles.items():
     values = [rows[name][seed]['video_accuracy'] for seed in sorted(rows[name])]
     mean, error = mean_and_error(values)
-    lines.append(
-        f'| {title} | {100 * mean:.1f} ± {100 * error:.1f} | ' f'{" / ".join(f"{100 * v:.1f}" for v in values)} |'
-    )
+    lines.append(f'| {title} | {100 * mean:.1f} ± {100 * error:.1f} | {" / ".join(f"{100 * v:.1f}" for v in values)} |')
   return '\n'.join(lines) + '\n'
 
 
@@ -655,17 +653,17 @@ def define_flags() -> None:
   flags.DEFINE_string(
       'pretrain_data',
       None,
-      'A converted data set to pretrain on instead of the ' 'synthetic one (its labels are never read).',
+      'A converted data set to pretrain on instead of the synthetic one (its labels are never read).',
   )
   flags.DEFINE_bool(
       'diagnose',
       False,
-      'Run the diagnostic checks (single streams, a longer budget) ' 'instead of the tables; see docs/results.md.',
+      'Run the diagnostic checks (single streams, a longer budget) instead of the tables; see docs/results.md.',
   )
   flags.DEFINE_string(
       'labelled_data',
       None,
-      'A converted labelled data set (train, test and ideally ' 'validation splits) instead of the synthetic one.',
+      'A converted labelled data set (train, test and ideally validation splits) instead of the synthetic one.',
   )
 
 

@@ -93,7 +93,7 @@ def main(argv):
       config.model.dtype = dtype
     result = time_step(config, _BATCH_SIZE.value, _NUM_CLASSES.value, _STEPS.value)
     print(
-        f'{dtype:<10} {result["compile_s"]:>10.1f} {result["step_ms"]:>10.1f} ' f'{result["clips_per_s"]:>10.1f}',
+        f'{dtype:<10} {result["compile_s"]:>10.1f} {result["step_ms"]:>10.1f} {result["clips_per_s"]:>10.1f}',
         flush=True,
     )
 

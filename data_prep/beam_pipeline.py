@@ -100,7 +100,7 @@ def run(
       failures = [f for shard in pending for f in (job.records[shard.key] or {}).get('failures', [])]
       if failures:
         raise convert_lib.VideoFailedError(
-            f'{failures[0]["path"]}: {failures[0]["reason"]} ' f'({len(failures)} failed videos in all)'
+            f'{failures[0]["path"]}: {failures[0]["reason"]} ({len(failures)} failed videos in all)'
         )
     return job.finish(extra_manifest, log)
 

@@ -478,7 +478,7 @@ def prepare_output(output_dir: str | os.PathLike) -> epath.Path:
       probe.unlink()
     except Exception as e:  # pylint: disable=broad-except  (each file system raises its own types)
       raise SetupError(
-          f'Cannot write to --output_dir {os.fspath(path)!r} ({e}); check the URI and its ' 'credentials.'
+          f'Cannot write to --output_dir {os.fspath(path)!r} ({e}); check the URI and its credentials.'
       ) from None
     return path
   path = epath.Path(pathlib.Path(output_dir).resolve())
@@ -632,7 +632,7 @@ def define_flags() -> None:
   flags.DEFINE_string(
       'source',
       None,
-      'Dataset root (see data_prep/datasets.py). synthetic: where to generate ' 'it (default OUT/_source).',
+      'Dataset root (see data_prep/datasets.py). synthetic: where to generate it (default OUT/_source).',
   )
   flags.DEFINE_string('output_dir', None, 'Where the shards, TFDS metadata and manifest.json go.')
   flags.DEFINE_enum(
@@ -686,7 +686,7 @@ def listing_from_flags() -> tuple[datasets.Listing, Settings, dict[str, Any]]:
       )
       if not FLAGS.source and '://' in FLAGS.output_dir:
         raise SetupError(
-            '--dataset=synthetic with a remote --output_dir needs a local --source to generate ' 'the videos in.'
+            '--dataset=synthetic with a remote --output_dir needs a local --source to generate the videos in.'
         )
       source = FLAGS.source or os.path.join(prepare_output(FLAGS.output_dir), SYNTHETIC_SOURCE)
       synthetic.generate(config, source)

@@ -127,7 +127,7 @@ def _all_official_splits(one_split, dataset: str) -> Listing:
   listings = [one_split(number) for number in OFFICIAL_SPLITS]
   if any(listing.label_names != listings[0].label_names for listing in listings):
     raise DatasetError(
-        f'The {dataset} split files name different classes in different splits; use the ' 'split files of one release.'
+        f'The {dataset} split files name different classes in different splits; use the split files of one release.'
     )
   roles: dict[Video, list[str]] = {}
   for number, listing in enumerate(listings):
@@ -236,7 +236,7 @@ def hmdb51(source: str | os.PathLike, *, split: int | str = 1, splits_dir: str |
       split_files[match['class_name']] = path
   if not split_files:
     raise DatasetError(
-        f'No HMDB51 split files <class>_test_split{split}.txt in {str(lists)!r}. ' 'Unpack test_train_splits.rar there.'
+        f'No HMDB51 split files <class>_test_split{split}.txt in {str(lists)!r}. Unpack test_train_splits.rar there.'
     )
   label_names = tuple(sorted(split_files))
   splits = {'train': [], 'test': []}

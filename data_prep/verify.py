@@ -112,9 +112,7 @@ def _check_structure(features: dict[str, np.ndarray], manifest: dict[str, Any]) 
     if len(features[key]) != num_pframes.sum():
       problems.append(f'{key} has {len(features[key])} entries for {num_pframes.sum()} P-frames')
   if features[schema.VIDEO_NUM_FRAMES] != num_gops + num_pframes.sum():
-    problems.append(
-        f'num_frames {features[schema.VIDEO_NUM_FRAMES]} != GOPs + P-frames ' f'{num_gops + num_pframes.sum()}'
-    )
+    problems.append(f'num_frames {features[schema.VIDEO_NUM_FRAMES]} != GOPs + P-frames {num_gops + num_pframes.sum()}')
   # Every GOP but the last is full; the last holds 0..gop_size - 1 P-frames.
   if len(num_pframes) and (np.any(num_pframes[:-1] != gop_size - 1) or not 0 <= num_pframes[-1] < gop_size):
     problems.append(f'P-frames per GOP {num_pframes.tolist()} do not fit GOPs of {gop_size}')

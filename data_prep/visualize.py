@@ -48,9 +48,7 @@ def _select_gop(path: pathlib.Path, index: int, accumulate: bool) -> codec.Gop:
   for gop in codec.iter_gops(path, accumulate=accumulate):
     if gop.index == index:
       return gop
-  raise codec.CodecError(
-      f'{path}: has only {gop.index + 1} GOPs, no GOP {index}; pass ' f'--gop between 0 and {gop.index}'
-  )
+  raise codec.CodecError(f'{path}: has only {gop.index + 1} GOPs, no GOP {index}; pass --gop between 0 and {gop.index}')
 
 
 def _motion_row(motion: np.ndarray) -> tuple[list[np.ndarray], float]:
@@ -103,7 +101,7 @@ def main(argv: Sequence[str]) -> None:
       if info.codec_name != 'mpeg4' or info.gop_size is None:
         gop = 'an unknown GOP size' if info.gop_size is None else f'GOP size {info.gop_size}'
         print(
-            f'{video} is {info.codec_name} with {gop}: re-encoding it to ' f'{FLAGS.width}x{FLAGS.height} MPEG-4 first',
+            f'{video} is {info.codec_name} with {gop}: re-encoding it to {FLAGS.width}x{FLAGS.height} MPEG-4 first',
             file=sys.stderr,
         )
         video = pathlib.Path(

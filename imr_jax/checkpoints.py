@@ -187,7 +187,7 @@ def load_pretrained(
   restored, step = restore_raw(init_from, sharding)
   for key in ('params', 'batch_stats'):
     if key not in restored:
-      raise ValueError(f'Checkpoint of {init_from!r} holds no {key!r}; is it a training workdir of this ' 'project?')
+      raise ValueError(f'Checkpoint of {init_from!r} holds no {key!r}; is it a training workdir of this project?')
   params = merge_strict(params, restored['params'], dont_load, 'params')
   batch_stats = merge_strict(batch_stats, restored['batch_stats'] or {}, dont_load, 'batch_stats')
   return params, batch_stats, step

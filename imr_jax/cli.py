@@ -106,7 +106,7 @@ def _explain(error: BaseException, argv: Sequence[str]) -> str:
     used = [arg.split('=')[0] for arg in argv if re.match(rf'--\w+\.(?:\w+\.)*{re.escape(key)}(=|$)', arg)]
     suggestion = re.search(r'Did you mean "([^"]+)"', text)
     hint = f' Did you mean {suggestion.group(1)!r}?' if suggestion else ''
-    return f'{used[0] if used else key}: the config has no key {key!r}.{hint} ' '(See the config file for its keys.)'
+    return f'{used[0] if used else key}: the config has no key {key!r}.{hint} (See the config file for its keys.)'
   if 'Error whilst parsing config file' in text:  # the config's get_config raised: keep its own words
     last = [line for line in text.strip().splitlines() if line.strip()][-1]
     flag = text.split(':', 1)[0].replace('flag ', '')

@@ -97,7 +97,7 @@ def extract(
       source = (restored.get(collection) or {}).get(BACKBONE)
       if source is None and variables[collection]:
         raise ValueError(
-            f'The checkpoint of {workdir!r} has no {collection}/{BACKBONE}; is it a ' 'training run of this project?'
+            f'The checkpoint of {workdir!r} has no {collection}/{BACKBONE}; is it a training run of this project?'
         )
       variables[collection] = checkpoints.merge_strict(
           variables[collection], source or {}, (), f'{collection} of the backbone'

@@ -108,7 +108,7 @@ def linear_probe(
   fit_index, validation_index = stratified_split(np.asarray(train_labels), validation_fraction, seed)
   if not len(validation_index):
     raise ValueError(
-        'The training set is too small to hold out a validation split (each class needs ' 'at least two videos).'
+        'The training set is too small to hold out a validation split (each class needs at least two videos).'
     )
   fit_x, validation_x = _standardise(train_features[fit_index], train_features[validation_index])
   scores = {}
@@ -181,7 +181,7 @@ def main(argv):
   path = output_dir / METRICS_FILE
   path.write_text(json.dumps(results, indent=2, sort_keys=True))
   retrieval_line = ', '.join(f'{k} {v:.3f}' for k, v in results['retrieval'].items())
-  print(f'Retrieval ({results["num_test"]} test queries, {results["num_train"]} training videos): ' f'{retrieval_line}')
+  print(f'Retrieval ({results["num_test"]} test queries, {results["num_train"]} training videos): {retrieval_line}')
   probe = results['linear_probe']
   print(
       f'Linear probe: test accuracy {probe["accuracy"]:.3f} (C = {probe["C"]:g} chosen on validation, '
@@ -196,7 +196,7 @@ def define_flags() -> None:
   flags.DEFINE_float(
       'validation_fraction',
       0.2,
-      'Share of each class of the training videos held out ' "to choose the probe's L2 strength.",
+      "Share of each class of the training videos held out to choose the probe's L2 strength.",
   )
   flags.DEFINE_integer('seed', 0, 'Seed of the validation split.')
   flags.mark_flags_as_required(['train', 'test', 'output_dir'])

@@ -85,7 +85,7 @@ def find_event_files(workdir: str | os.PathLike[str]) -> list[epath.Path]:
   root = epath.Path(workdir)
   if not root.exists():
     raise NoCurvesError(
-        f'Workdir {str(workdir)!r} does not exist; pass the --workdir a training run ' 'wrote (main.py --workdir=...).'
+        f'Workdir {str(workdir)!r} does not exist; pass the --workdir a training run wrote (main.py --workdir=...).'
     )
   if not root.is_dir():
     raise NoCurvesError(f"Workdir {str(workdir)!r} is a file, not a directory; pass the run's --workdir.")
@@ -135,7 +135,7 @@ def read_scalars(workdir: str | os.PathLike[str]) -> dict[str, Curve]:
           writes[prefix + value.tag].append((event.wall_time, event.step, number))
   if not writes:
     raise NoCurvesError(
-        f'The event files under workdir {str(workdir)!r} hold no scalar summaries; ' 'has its run logged a step yet?'
+        f'The event files under workdir {str(workdir)!r} hold no scalar summaries; has its run logged a step yet?'
     )
 
   curves = {}
@@ -299,7 +299,7 @@ def main(argv: Sequence[str]) -> None:
   workdirs = argv[1:]
   if not workdirs:
     raise cli.UserError(
-        'Pass one or more workdirs: python -m imr_jax.learning_curves WORKDIR [WORKDIR ...] ' '--out=curves.png'
+        'Pass one or more workdirs: python -m imr_jax.learning_curves WORKDIR [WORKDIR ...] --out=curves.png'
     )
   names = run_names(workdirs)
   if len(set(names)) < len(names):

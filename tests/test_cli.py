@@ -205,7 +205,7 @@ def test_convert_from_a_bucket_says_how(tmp_path):
   assert_clean_failure(
       code,
       output,
-      '--source=gs://bucket/videos: the videos are decoded by FFmpeg from a ' 'local folder',
+      '--source=gs://bucket/videos: the videos are decoded by FFmpeg from a local folder',
       'gsutil -m cp -r',
   )
   assert not os.path.exists(tmp_path / 'out')

@@ -39,12 +39,12 @@ def ucf101(tmp_path):
   _write(lists / 'classInd.txt', '1 ApplyEyeMakeup\n2 HandstandPushups\n')
   _write(
       lists / 'trainlist01.txt',
-      'HandstandPushups/v_HandStandPushups_g08_c01.avi 2\n' 'ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\n',
+      'HandstandPushups/v_HandStandPushups_g08_c01.avi 2\nApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\n',
   )
   # The official test list spells one class folder differently from classInd.txt.
   _write(
       lists / 'testlist01.txt',
-      'ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi\r\n' 'HandstandPushups/v_HandStandPushups_g01_c01.avi\r\n\r\n',
+      'ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi\r\nHandstandPushups/v_HandStandPushups_g01_c01.avi\r\n\r\n',
   )
   _write(lists / 'trainlist02.txt', 'ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi 1\n')
   _write(lists / 'testlist02.txt', 'ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi\n')
@@ -195,7 +195,7 @@ def kinetics(tmp_path):
   header = 'label,youtube_id,time_start,time_end,split\n'
   _write(
       source / 'annotations/train.csv',
-      header + 'abseiling,aaa,10,20,train\n"air drumming",bbb,0,10,train\n' 'abseiling,zzz,3,13,train\n',
+      header + 'abseiling,aaa,10,20,train\n"air drumming",bbb,0,10,train\nabseiling,zzz,3,13,train\n',
   )
   _write(source / 'annotations/validate.csv', header + '"air drumming",ccc,5,15,val\n')
   _write(source / 'annotations/test.csv', 'youtube_id,time_start,time_end,split\nddd,1,11,test\n')

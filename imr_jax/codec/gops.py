@@ -341,7 +341,7 @@ def iter_gops(path: Any, *, accumulate: bool = True, backend: str = 'numba') -> 
         frame_number += 1
         kind = av.video.frame.PictureType(frame.pict_type).name
         if frame.width != width or frame.height != height:
-          raise _not_coviar(path, f'frame {frame_number} is {frame.width}x{frame.height}, not ' f'{width}x{height}')
+          raise _not_coviar(path, f'frame {frame_number} is {frame.width}x{frame.height}, not {width}x{height}')
         if kind == 'I':
           if frame_number == 0:
             pass
@@ -349,7 +349,7 @@ def iter_gops(path: Any, *, accumulate: bool = True, backend: str = 'numba') -> 
             gop_size = frame_number
             builder.capacity = gop_size - 1  # later GOPs fill their buffers exactly
           elif frame_number % gop_size:
-            raise _not_coviar(path, f'frame {frame_number} is an I-frame off the {gop_size}-frame ' 'GOP grid')
+            raise _not_coviar(path, f'frame {frame_number} is an I-frame off the {gop_size}-frame GOP grid')
           if builder is not None:
             yield builder.finish()
           else:
@@ -361,7 +361,7 @@ def iter_gops(path: Any, *, accumulate: bool = True, backend: str = 'numba') -> 
             raise _not_coviar(path, 'its first frame is a P-frame')
           if gop_size is not None and frame_number % gop_size == 0:
             raise _not_coviar(
-                path, f'frame {frame_number} is a P-frame where the {gop_size}-frame ' 'GOP grid needs an I-frame'
+                path, f'frame {frame_number} is a P-frame where the {gop_size}-frame GOP grid needs an I-frame'
             )
           builder.add(stream_lib.frame_to_rgb(frame), _block_vectors(frame.side_data.get('MOTION_VECTORS')))
         else:

@@ -68,9 +68,7 @@ def block_vectors(side_data: np.ndarray | None) -> np.ndarray:
 def _check_blocks(blocks: np.ndarray) -> np.ndarray:
   blocks = np.asarray(blocks)
   if blocks.ndim != 2 or blocks.shape[1] != len(BLOCK_FIELDS):
-    raise ValueError(
-        f'blocks must have shape (N, {len(BLOCK_FIELDS)}) with columns ' f'{BLOCK_FIELDS}, got {blocks.shape}'
-    )
+    raise ValueError(f'blocks must have shape (N, {len(BLOCK_FIELDS)}) with columns {BLOCK_FIELDS}, got {blocks.shape}')
   return blocks.astype(np.int64, copy=False)
 
 

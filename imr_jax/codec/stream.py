@@ -83,7 +83,7 @@ def open_video(path: Any) -> tuple[av.container.InputContainer, av.video.stream.
     container = av.open(str(file))
   except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as error:
     raise CodecError(
-        f'{path}: not a video FFmpeg can read ({error}); give a video file, ' 'or re-encode it with ffmpeg'
+        f'{path}: not a video FFmpeg can read ({error}); give a video file, or re-encode it with ffmpeg'
     ) from None
   if not container.streams.video:
     kinds = ', '.join(sorted({s.type for s in container.streams})) or 'nothing'
@@ -92,7 +92,7 @@ def open_video(path: Any) -> tuple[av.container.InputContainer, av.video.stream.
   stream = container.streams.video[0]
   if stream.codec_context is None or not stream.codec_context.name:
     container.close()
-    raise CodecError(f'{path}: the video stream has no codec FFmpeg can decode; ' 're-encode it with ffmpeg')
+    raise CodecError(f'{path}: the video stream has no codec FFmpeg can decode; re-encode it with ffmpeg')
   stream.codec_context.options = dict(EXACT_DECODER_OPTIONS)
   return container, stream
 
@@ -119,7 +119,7 @@ def _frame_types(path: Any, container, stream) -> list[str]:
       return types
     return [av.video.frame.PictureType(frame.pict_type).name for frame in container.decode(stream)]
   except av.error.FFmpegError as error:
-    raise CodecError(f'{path}: the stream is truncated or corrupt ({error}); ' 're-encode it from its source') from None
+    raise CodecError(f'{path}: the stream is truncated or corrupt ({error}); re-encode it from its source') from None
 
 
 def gop_size_of(types: list[str]) -> int | None:
@@ -169,7 +169,7 @@ def _decoded_frames(path: Any, container, stream) -> Iterator[av.VideoFrame]:
     yield from container.decode(stream)
   except av.error.FFmpegError as error:
     raise CodecError(
-        f'{path}: decoding failed ({error}); the file is truncated or corrupt, ' 'repair or re-download it'
+        f'{path}: decoding failed ({error}); the file is truncated or corrupt, repair or re-download it'
     ) from None
 
 
@@ -215,7 +215,7 @@ def reencode(
   if not (0 < source_width <= 4 * MAX_SIDE and 0 < source_height <= 4 * MAX_SIDE):
     container.close()
     raise CodecError(
-        f'{src}: frames of {source_width}x{source_height} pixels are not a ' 'sensible video size; check the file'
+        f'{src}: frames of {source_width}x{source_height} pixels are not a sensible video size; check the file'
     )
   temporary = dst.with_name(f'.{dst.name}.{os.getpid()}.partial')
   try:

@@ -50,7 +50,7 @@ def multi_scale_crop_box(height: tf.Tensor, width: tf.Tensor, scales: Sequence[f
   """
   if not scales or any(not 0 < s <= 1 for s in scales):
     raise ValueError(
-        f'config.data.crop_scales={tuple(scales)} must be fractions in (0, 1]; ' 'e.g. (1.0, 0.875, 0.75, 0.66).'
+        f'config.data.crop_scales={tuple(scales)} must be fractions in (0, 1]; e.g. (1.0, 0.875, 0.75, 0.66).'
     )
   pairs = [(i, j) for i in range(len(scales)) for j in range(len(scales)) if abs(i - j) <= MAX_SCALE_DISTORTION]
   height, width = tf.cast(height, tf.int32), tf.cast(width, tf.int32)

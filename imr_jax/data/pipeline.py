@@ -110,7 +110,7 @@ def _check_has_pframes(features: dict[str, tf.Tensor]) -> tf.Tensor:
       [
           'Video',
           features[schema.VIDEO_ID],
-          'has no P-frames, so no clip can be sampled from it. ' 'Re-run data_prep.convert, which rejects such videos.',
+          'has no P-frames, so no clip can be sampled from it. Re-run data_prep.convert, which rejects such videos.',
       ],
   )
   with tf.control_dependencies([check]):

@@ -97,9 +97,7 @@ def _check_array(name: str, array: np.ndarray, dtype, channels: int | None) -> N
     raise ValueError(f'{name} must be {np.dtype(dtype).name}, got {array.dtype}.')
   expected_ndim = 2 if channels is None else 3
   if array.ndim != expected_ndim or (channels is not None and array.shape[-1] != channels):
-    raise ValueError(
-        f'{name} must have shape (H, W{"" if channels is None else f", {channels}"}), ' f'got {array.shape}.'
-    )
+    raise ValueError(f'{name} must have shape (H, W{"" if channels is None else f", {channels}"}), got {array.shape}.')
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -313,7 +311,7 @@ def _crop_window(crop: Crop | None, height, width):
       0 <= top and 0 <= left and 0 < crop_height <= height - top and 0 < crop_width <= width - left
   ):
     raise ValueError(
-        f'crop {crop!r} (top, left, height, width) is not a non-empty box inside the ' f'{height} x {width} frame.'
+        f'crop {crop!r} (top, left, height, width) is not a non-empty box inside the {height} x {width} frame.'
     )
   return tuple(crop)
 

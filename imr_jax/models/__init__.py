@@ -104,11 +104,13 @@ def _streams(value: Any) -> str:
 
 
 def _widths(value: Any) -> tuple[int, ...]:
-  """() (each depth's default) or four positive ints for res2..res5."""
+  """() (the standard widths) or four positive ints for res2..res5."""
   widths = tuple(value)
   if widths and (len(widths) != 4 or not all(isinstance(w, int) and w > 0 for w in widths)):
     raise _invalid(
-        'widths', value, "() for the depth's default, or four positive ints for " 'res2..res5, e.g. (64, 128, 256, 512)'
+        'widths',
+        value,
+        '() for the standard (64, 128, 256, 512), or four positive ints for res2..res5, e.g. (8, 16, 32, 64)',
     )
   return widths
 
@@ -119,7 +121,7 @@ def _temporal_strides(key: str, value: Any) -> tuple[int, ...]:
     raise _invalid(
         key,
         value,
-        'five positive ints, the temporal strides of (stem pool, res2, ' 'res3, res4, res5), e.g. (1, 1, 1, 1, 1)',
+        'five positive ints, the temporal strides of (stem pool, res2, res3, res4, res5), e.g. (1, 1, 1, 1, 1)',
     )
   return strides
 

@@ -51,9 +51,7 @@ class MultiHeadModel(nn.Module):
     )
     clashes = set(self.heads) & set(outputs)
     if clashes:
-      raise ValueError(
-          f'Head names {sorted(clashes)} clash with backbone outputs ' f'{sorted(outputs)}; rename the heads.'
-      )
+      raise ValueError(f'Head names {sorted(clashes)} clash with backbone outputs {sorted(outputs)}; rename the heads.')
     unbound = {name: head.clone(parent=None) for name, head in self.heads.items()}
     outputs.update(_Heads(unbound, name='heads')(outputs['features'], train))
     return outputs

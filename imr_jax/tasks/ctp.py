@@ -110,10 +110,10 @@ class CTPTask(base.Task):
     classes = tuple(classes)
     unknown = [c for c in classes if c not in CLASSES]
     if unknown or len(set(classes)) != len(classes) or len(classes) < 2:
-      raise base.ConfigError(f'config.ctp.classes = {classes}: use at least two distinct names from ' f'{CLASSES}.')
+      raise base.ConfigError(f'config.ctp.classes = {classes}: use at least two distinct names from {CLASSES}.')
     if binary and 'aligned' not in classes:
       raise base.ConfigError(
-          f'CTP (Binary) asks "aligned or not", but config.ctp.classes = {classes} ' 'has no "aligned".'
+          f'CTP (Binary) asks "aligned or not", but config.ctp.classes = {classes} has no "aligned".'
       )
     if 'shuffled' in classes and not 2 <= num_gops <= MAX_SHUFFLED_GOPS:
       raise base.ConfigError(

@@ -73,7 +73,7 @@ def pyramid(grid_sizes: Sequence[int], temporal_bins: Sequence[int], num_gops: i
       )
   if len(set(grid_sizes)) != len(grid_sizes) or len(set(temporal_bins)) != len(temporal_bins):
     raise base.ConfigError(
-        f'config.pmsp.grid_sizes {grid_sizes} and temporal_bins {temporal_bins} ' 'must not repeat a value.'
+        f'config.pmsp.grid_sizes {grid_sizes} and temporal_bins {temporal_bins} must not repeat a value.'
     )
   return tuple(Level(s, t) for s in grid_sizes for t in temporal_bins)
 
@@ -183,7 +183,7 @@ def loss_and_metrics(
     level_logits = logits[level.name].astype(jnp.float32)
     expected = (level_logits.shape[0], level.temporal_bins, level.num_cells)
     if level_logits.shape != expected:
-      raise ValueError(f'PMSP logits {level.name!r} have shape {level_logits.shape}, ' f'expected {expected}.')
+      raise ValueError(f'PMSP logits {level.name!r} have shape {level_logits.shape}, expected {expected}.')
     target = pmsp_targets[level.name]
     if label_mode == 'argmax':
       bin_loss = base.cross_entropy(level_logits, target['label'])
