@@ -40,6 +40,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -167,7 +168,10 @@ def _declared_num_frames(path: str) -> int:
 
 
 def convert_video(
-    video: datasets.Video, settings: Settings, scratch_dir: str | os.PathLike | None = None
+    video: datasets.Video,
+    settings: Settings,
+    scratch_dir: str | os.PathLike | None = None,
+    timings: dict[str, float] | None = None,
 ) -> VideoResult:
   """Re-encodes one video and builds its record.
 
@@ -176,6 +180,8 @@ def convert_video(
     settings: re-encoding size, GOP and record encoding.
     scratch_dir: an existing local folder for the re-encoded stream (None: the system's temporary
       folder); emptied again before returning.
+    timings: if given, seconds spent are added to its 'reencode' and 'extract' (decoding the compressed
+      domain and encoding the record) entries.
 
   Returns:
     The serialized record, or, for a video that cannot be converted (corrupt, truncated, empty, no video
@@ -184,6 +190,7 @@ def convert_video(
   try:
     with tempfile.TemporaryDirectory(dir=scratch_dir, prefix='video-') as scratch:
       stream_path = os.path.join(scratch, 'video.m4v')
+      start = time.perf_counter()
       info = codec.reencode(
           video.path, stream_path, width=settings.width, height=settings.height, gop_size=settings.gop_size
       )
@@ -194,6 +201,7 @@ def convert_video(
             failure=f'truncated or corrupt: the container declares {declared} frames, '
             f'only {info.num_frames} decode; re-download or repair the file',
         )
+      reencoded = time.perf_counter()
       gops, num_frames = [], 0
       # Encoded GOP by GOP: only one GOP's int16 tensors are in memory at a time.
       for gop in codec.iter_gops(stream_path, accumulate=True):
@@ -222,6 +230,9 @@ def convert_video(
           gop_size=settings.gop_size,
           gops=gops,
       )
+      if timings is not None:
+        timings['reencode'] = timings.get('reencode', 0.0) + reencoded - start
+        timings['extract'] = timings.get('extract', 0.0) + time.perf_counter() - reencoded
     return VideoResult(video, record=record)
   except codec.CodecError as e:
     return VideoResult(video, failure=str(e))

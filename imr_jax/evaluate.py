@@ -47,27 +47,16 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, step: i
     The metrics, with 'step' and 'split'; also written to WORKDIR/eval_<split>_step<step>.json.
   """
   import jax
-  import optax
-  from imr_jax import checkpoints, parallel, train
+  from imr_jax import parallel, train
   from imr_jax.data import pipeline
 
   mesh = parallel.make_mesh()
-  replicated = parallel.replicated(mesh)
   info = pipeline.dataset_info(config.dataset.data_dir)
   model, task = train.build_model_and_task(config, num_classes=len(info['label_names']))
 
-  # The model's variables for the eval input shapes, then the checkpoint's values loaded strictly
-  # (nothing skipped: a config that does not match the run is an error, not a silent re-init).
   batch_size = parallel.host_batch_size(config.eval_batch_size, mesh, 'eval_batch_size')
   first = next(iter(train.eval_batches(config, task, batch_size)))
-  example_inputs, _ = jax.eval_shape(task.prepare, parallel.global_batch(first, mesh), jax.random.key(0))
-  state = train.initialize(model, optax.identity(), example_inputs, jax.random.key(0), replicated)
-  restored, step = checkpoints.restore_raw(workdir, replicated, step)
-  variables = {
-      'params': checkpoints.merge_strict(state.params, restored['params'], (), 'params'),
-      'batch_stats': checkpoints.merge_strict(state.batch_stats, restored['batch_stats'] or {}, (), 'batch_stats'),
-  }
-
+  variables, step = restore(workdir, model, task, first, mesh, step)
   results = train.evaluate(variables, config, task, train.make_eval_step(model, task, mesh), mesh)
   results = {'step': step, 'split': config.dataset.eval_split, **results}
   if jax.process_index() == 0:
@@ -75,6 +64,29 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, step: i
     path.write_text(json.dumps(results, indent=2, sort_keys=True))
     logging.info('Wrote %s', path)
   return results
+
+
+def restore(workdir: str, model, task, host_batch: dict[str, Any], mesh, step: int | None = None):
+  """The model's variables for `host_batch`'s shapes, with the checkpoint's values loaded strictly.
+
+  Nothing is skipped: a config that does not match the run is an error, not a silent re-initialisation.
+
+  Returns:
+    ({'params', 'batch_stats'}, the checkpoint's step).
+  """
+  import jax
+  import optax
+  from imr_jax import checkpoints, parallel, train
+
+  replicated = parallel.replicated(mesh)
+  example_inputs, _ = jax.eval_shape(task.prepare, parallel.global_batch(host_batch, mesh), jax.random.key(0))
+  state = train.initialize(model, optax.identity(), example_inputs, jax.random.key(0), replicated)
+  restored, step = checkpoints.restore_raw(workdir, replicated, step)
+  variables = {
+      'params': checkpoints.merge_strict(state.params, restored['params'], (), 'params'),
+      'batch_stats': checkpoints.merge_strict(state.batch_stats, restored['batch_stats'] or {}, (), 'batch_stats'),
+  }
+  return variables, step
 
 
 OFFICIAL_SPLITS = ('1', '2', '3')

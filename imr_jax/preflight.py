@@ -13,6 +13,8 @@ from imr_jax.cli import UserError
 
 CHECKPOINT_SUBDIR = 'checkpoints'  # WORKDIR/checkpoints/<step>/ (imr_jax.checkpoints)
 CONFIG_FILE = 'config.json'  # WORKDIR/config.json, the resolved config (imr_jax.train)
+# The data set's facts config.json keeps besides the config: class names and the frame format of the records.
+DATA_SET_FACTS = ('label_names', 'width', 'height', 'gop_size', 'encoding')
 # Config keys that decide the network's parameters: a pretrained run must agree on all of them.
 ARCHITECTURE_KEYS = (
     'name',

@@ -305,9 +305,9 @@ def steps_from_config(config: ml_collections.ConfigDict, info: dict[str, Any]) -
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, float]:
   """Trains (resuming from workdir's latest checkpoint), evaluates, writes final_metrics.json.
 
-  The workdir describes itself: config.json (the resolved config and the command line of the latest
-  start), log.txt (this module's log lines, appended across restarts), the event files and
-  checkpoints.
+  The workdir describes itself: config.json (the resolved config, the command line of the latest
+  start and the data set's label names and frame format, what `imr_jax.predict` needs), log.txt (this
+  module's log lines, appended across restarts), the event files and checkpoints.
 
   Returns:
     The last evaluation's metrics (also in WORKDIR/final_metrics.json).
@@ -320,7 +320,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   # SIGTERM (a preemption notice) from here on saves a checkpoint and stops the run cleanly.
   with _exclusive(workdir), _log_file(epath.Path(workdir) / LOG_FILE), checkpoints.PreemptionWatch() as preemption:
     if jax.process_index() == 0:
-      write_config(config, workdir)
+      write_config(config, workdir, pipeline.dataset_info(config.dataset.data_dir))
     return _train_and_evaluate(config, workdir, preemption)
 
 
@@ -397,8 +397,11 @@ def mark_session_start(workdir: str, start_step: int) -> None:
     time.sleep(1.0 - time.time() % 1.0 + 0.01)
 
 
-def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """WORKDIR/config.json: the resolved config and the command line; warns when a restart changed it."""
+def write_config(config: ml_collections.ConfigDict, workdir: str, data_info: dict[str, Any]) -> None:
+  """WORKDIR/config.json: the resolved config, the command line and the data set's facts (preflight.DATA_SET_FACTS).
+
+  Warns when a restart changed the config.
+  """
   path = epath.Path(workdir) / CONFIG_FILE
   resolved = json.loads(config.to_json_best_effort())
   if path.exists():
@@ -412,7 +415,8 @@ def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
           changed,
           {key: before.get(key) for key in changed},
       )
-  path.write_text(json.dumps({'command': sys.argv, 'config': resolved}, indent=2, sort_keys=True))
+  data_set = {key: data_info[key] for key in preflight.DATA_SET_FACTS}
+  path.write_text(json.dumps({'command': sys.argv, 'config': resolved, 'data': data_set}, indent=2, sort_keys=True))
 
 
 def _train_and_evaluate(

@@ -234,3 +234,32 @@ def test_tensorflow_start_up_lines_are_not_printed(tmp_path):
   assert not any(line in output for line in start_up_lines), output
   output = verify('--verbosity=1')  # asked for: kept
   assert any(line in output for line in start_up_lines), output
+
+
+def test_predict_refuses_a_pretext_run_and_no_videos(tmp_path):
+  run = make_run(tmp_path / 'run')
+  with open(os.path.join(run, 'config.json'), 'w') as f:
+    json.dump({'config': {'task': {'name': 'pmsp'}}}, f)
+  code, output = run_cli('-m', 'imr_jax.predict', f'--workdir={run}', 'video.mp4')
+  assert_clean_failure(code, output, "is a 'pmsp' run, which predicts no classes", 'configs/finetune.py')
+  code, output = run_cli('-m', 'imr_jax.predict', f'--workdir={run}')
+  assert_clean_failure(code, output, 'Name the videos to classify')
+
+
+def test_predict_reads_the_data_set_facts_from_the_run_or_its_manifest(tmp_path):
+  from imr_jax import predict  # pylint: disable=g-import-not-at-top
+
+  facts = {'label_names': ['a', 'b'], 'width': 64, 'height': 48, 'gop_size': 12, 'encoding': 'default'}
+  data = make_data(tmp_path / 'data')
+  with open(os.path.join(data, 'manifest.json')) as f:
+    manifest = json.load(f)
+  with open(os.path.join(data, 'manifest.json'), 'w') as f:
+    json.dump({**manifest, **facts, 'label_names': ['from', 'manifest']}, f)
+  config = {'task': {'name': 'classification'}, 'dataset': {'data_dir': data}}
+  run = tmp_path / 'run'
+  run.mkdir()
+  (run / 'config.json').write_text(json.dumps({'config': config, 'data': facts}))
+  assert predict.load_run(str(run))[1] == facts
+  # A run from before config.json kept them: its data set's manifest has them.
+  (run / 'config.json').write_text(json.dumps({'config': config}))
+  assert predict.load_run(str(run))[1] == {**facts, 'label_names': ['from', 'manifest']}

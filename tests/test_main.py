@@ -199,6 +199,60 @@ def test_fine_tuning_from_the_pretraining_run_then_evaluating_it(pretrained, syn
   evaluation = json.loads((workdir / 'eval_test_step2.json').read_text())
   assert evaluation['num_videos'] == 2 and 'video_accuracy' in output
   assert 0.0 <= evaluation['video_accuracy'] <= 1.0
+  _check_predict(workdir, synthetic_data, final, tmp_path)
+
+
+def _check_predict(workdir, synthetic_data, final, tmp_path):
+  """imr_jax.predict on the test split's source videos and a broken file, against the run's own evaluation."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from imr_jax import features, predict  # pylint: disable=g-import-not-at-top
+  from imr_jax.data import pipeline, schema  # pylint: disable=g-import-not-at-top
+
+  ids = features.video_ids(str(synthetic_data), 'test')  # the source paths relative to the videos folder
+  videos = [str(synthetic_data.parent / 'videos' / video_id) for video_id in ids]
+  broken = tmp_path / 'broken.mp4'
+  broken.write_bytes(b'not a video')
+  result = subprocess.run(
+      [
+          sys.executable,
+          '-m',
+          'imr_jax.predict',
+          f'--workdir={workdir}',
+          f'--json={tmp_path / "p.json"}',
+          *videos,
+          str(broken),
+      ],
+      cwd=REPO,
+      env=_env(),
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
+  output = result.stdout + result.stderr
+  assert result.returncode == 1 and 'Traceback' not in output, output  # 1: one video could not be classified
+  assert f'{broken}: cannot classify: {broken}: not a video FFmpeg can read' in output, output
+  assert re.search(r'2 of 3 videos classified in .* re-encoding .* extraction .* network', output), output
+  predictions = json.loads((tmp_path / 'p.json').read_text())
+  assert [p['video'] for p in predictions] == videos + [str(broken)] and 'error' in predictions[2]
+  config, data_set = predict.load_run(str(workdir))  # config.json holds the label names
+  labels = [data_set['label_names'].index(video_id.split('/')[1]) for video_id in ids]  # test/<class>/...
+  scores = np.array([[p['probabilities'][name] for name in data_set['label_names']] for p in predictions[:2]])
+  # float32 probabilities averaged in float64: a sum of 2 terms is 1 within 2 u of float32.
+  np.testing.assert_allclose(scores.sum(axis=1), 1.0, rtol=0, atol=2 * np.finfo(np.float32).eps)
+  # The same views of the same videos as the run's final evaluation: the same video accuracy.
+  assert np.mean(np.argmax(scores, axis=1) == labels) == final['video_accuracy']
+
+  # The records built in memory hold exactly what data_prep.convert stored, but for id and label.
+  records, seconds = predict.records_of(videos, data_set)
+  assert seconds['reencode'] > 0 and seconds['extract'] > 0
+  files, _ = pipeline.split_files(str(synthetic_data), 'test')
+  stored = list(tf.data.TFRecordDataset(files).as_numpy_iterator())
+  for built, kept in zip(records, stored, strict=True):
+    built, kept = (tf.train.Example.FromString(r).features.feature for r in (built, kept))
+    assert built.keys() == kept.keys()
+    differ = {key for key in kept.keys() if built[key] != kept[key]}
+    assert differ == {schema.VIDEO_ID, schema.VIDEO_LABEL}, differ  # what predict does not know
 
 
 CONFIGS = [

@@ -537,8 +537,6 @@ def eval_dataset(
     num_threads: size of tf.data's private thread pool (None: TensorFlow's default).
   """
   data = config.data
-  extras = frozenset(extras)
-  _check_config(data, extras)
   if host_batch_size < 1:
     raise ValueError(f'host_batch_size={host_batch_size} must be >= 1.')
   process_index, process_count = _host(process_index, process_count)
@@ -548,7 +546,6 @@ def eval_dataset(
   views_per_video = data.eval_num_clips * data.eval_num_crops
   host_videos = sum(shard_lengths[process_index::process_count])
   num_batches = num_eval_batches(shard_lengths, views_per_video, host_batch_size, process_count)
-  extras_seed = tf.constant([seed, 1], tf.int64)
 
   # Sequential reading of this host's files; the index of a video is its position in the split.
   first_index = np.cumsum([0] + shard_lengths[:-1]).tolist()
@@ -563,7 +560,49 @@ def eval_dataset(
       .enumerate()
       .map(lambda position, serialized: (first + position, serialized))
   )
-  dataset = dataset.flat_map(lambda index, serialized: _eval_clips(serialized, index, data=data))
+  return eval_batches_of_records(
+      dataset,
+      host_videos,
+      config,
+      encoding=encoding,
+      host_batch_size=host_batch_size,
+      num_batches=num_batches,
+      extras=extras,
+      seed=seed,
+      num_threads=num_threads,
+  )
+
+
+def eval_batches_of_records(
+    records: tf.data.Dataset,
+    num_videos: int,
+    config: ml_collections.ConfigDict,
+    *,
+    encoding: str,
+    host_batch_size: int,
+    num_batches: int,
+    extras: frozenset[str] = frozenset(),
+    seed: int = 0,
+    num_threads: int | None = None,
+) -> tf.data.Dataset:
+  """The evaluation views of `records`, batched and padded: `eval_dataset`'s second half.
+
+  Also what `imr_jax.predict` feeds with records built in memory from video files.
+
+  Args:
+    records: (video_index int64, serialized record) pairs, `num_videos` of them.
+    num_videos: how many records there are.
+    config: reads config.data.*.
+    encoding: the records' encoding (the manifest's).
+    host_batch_size: views per batch.
+    num_batches: batches to yield; the last are padded with mask 0, label -1, video_index -1.
+    extras, seed, num_threads: as for `eval_dataset`.
+  """
+  data = config.data
+  extras = frozenset(extras)
+  _check_config(data, extras)
+  extras_seed = tf.constant([seed, 1], tf.int64)
+  dataset = records.flat_map(lambda index, serialized: _eval_clips(serialized, index, data=data))
   dataset = dataset.map(
       lambda features, index, clip_number, start: _eval_views(
           features, index, clip_number, start, data=data, encoding=encoding, extras=extras, seed=extras_seed
@@ -578,7 +617,7 @@ def eval_dataset(
 
   padding = tf.nest.map_structure(padding_view, dataset.element_spec)
   padding.update(label=tf.constant(-1, tf.int32), video_index=tf.constant(-1, tf.int32))
-  num_padding = num_batches * host_batch_size - host_videos * views_per_video
+  num_padding = num_batches * host_batch_size - num_videos * data.eval_num_clips * data.eval_num_crops
   dataset = dataset.concatenate(tf.data.Dataset.from_tensors(padding).repeat(num_padding))
   dataset = dataset.batch(host_batch_size, drop_remainder=True)
   return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options(num_threads))
