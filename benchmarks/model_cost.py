@@ -3,15 +3,16 @@
   .venv/bin/python benchmarks/model_cost.py            # all models (compiles only; CPU is fine)
   .venv/bin/python benchmarks/model_cost.py --models imr_r18,coviar
 
-FLOPs are XLA's own count for the compiled inference forward pass (batch 1, train=False):
-`jax.jit(f).lower(...).compile().cost_analysis()['flops']`. XLA counts 2 FLOPs per multiply-add and
-skips the kernel taps that fall on padding; it also counts elementwise work (batch norm, ReLU,
-pooling, connection gates). Papers usually quote multiply-adds (MACs), so the table also shows
-XLA FLOPs / 2 as GMACs. Per frame = per clip / 30, the frames the network reads (5 I-frames + 25
-P-frames; for CoViAR 5 I-frames + 25 MV frames, the residual frames being the same 25 P-frames).
-The clip spans 5 GOPs = 60 decoded frames; the last column divides by that instead.
-CoViAR's own 4.2 counts GMACs per frame of a 12-frame GOP: one I-frame (ResNet-152) and 11
-P-frames (two ResNet-18s); the script also prints that figure from per-stream compiles.
+The networks are the configs' own: IMR-R18 is `configs/pmsp.py` (112 px, 5 GOPs x 5 P-frames, P-stream
+temporal strides (1, 1, 2, 2, 2); docs/METHOD.md says why), IMR-R50 its `:r50` variant (224 px, and at
+112 px), CoViAR `configs/supervised.py:coviar` at CoViAR's 224 px. Inference forward pass, batch 1,
+train=False. FLOPs are counted two ways (benchmarks/flops.py): XLA's count of the compiled program (2 per
+multiply-add, elementwise work included, kernel taps on padding skipped) and every tap (convolutions and
+matrix products only, every kernel tap counted: PyTorch's `flop_counter` and cuDNN's convention). Papers
+usually quote multiply-adds (MACs): the table shows every-tap GFLOPs / 2 as GMACs. Per frame = per clip / 30,
+the frames the network reads (5 I-frames + 25 P-frames); the last column divides by the 60 decoded frames
+the clip spans instead. CoViAR's own 4.2 counts GMACs per frame of a 12-frame GOP: one I-frame (ResNet-152)
+and 11 P-frames (two ResNet-18s); the script also prints that figure from per-stream compiles.
 The IMR paper does not say how it counts. Its 0.66 (R18) and 1.04 (R50) are close to our GMACs per
 decoded frame (last column) at 112 px for both depths, so the R50 row is also given at 112 px;
 this is our reading, not the paper's statement.
@@ -28,76 +29,61 @@ import ml_collections
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))  # run from anywhere
+from benchmarks import flops  # pylint: disable=g-import-not-at-top
+from configs import pmsp, supervised  # pylint: disable=g-import-not-at-top
 from imr_jax import models  # pylint: disable=g-import-not-at-top
 
-NUM_GOPS = 5
-P_PER_GOP = 5
-T_I, T_P = NUM_GOPS, NUM_GOPS * P_PER_GOP
-FRAMES_READ = T_I + T_P  # per-frame denominator
-FRAMES_SPANNED = NUM_GOPS * 12  # GOP size 12
-
+GOP_SIZE = 12
 # The paper's runtime table (GFLOPs per frame, as the paper counts them).
 PAPER_GFLOPS_PER_FRAME = {'imr_r18': 0.66, 'imr_r50': 1.04, 'imr_r50_112': 1.04, 'coviar': 4.2}
 
 
-def imrnet_config(depth: int) -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(
-      dict(
-          name='imrnet',
-          depth=depth,
-          widths=(),
-          streams='imr',
-          connections='bidirectional',
-          connection_conv=True,
-          connection_attention=True,
-          i_temporal_strides=(1, 1, 1, 1, 1),
-          p_temporal_strides=(1, 1, 2, 2, 2),
-          dtype='float32',
-      )
-  )
+def _coviar() -> ml_collections.ConfigDict:
+  config = supervised.get_config('coviar')
+  config.model.num_classes = 101
+  config.data.crop_size = 224  # CoViAR's input size
+  return config
 
 
-def coviar_config() -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(
-      dict(
-          name='coviar',
-          streams='imr',
-          widths=(),
-          num_classes=101,
-          coviar_iframe_depth=152,
-          coviar_pframe_depth=18,
-          coviar_stream_weights=(2.0, 1.0, 1.0),
-          dtype='float32',
-      )
-  )
+def _r50_at_112() -> ml_collections.ConfigDict:
+  config = pmsp.get_config('r50')
+  config.data.crop_size = 112
+  return config
 
 
 MODELS = {
-    'imr_r18': ('IMR R18', imrnet_config(18), 112),
-    'imr_r50': ('IMR R50', imrnet_config(50), 224),
-    'imr_r50_112': ('IMR R50', imrnet_config(50), 112),  # the paper's R50 figure fits 112 px
-    'coviar': ('CoViAR (R152 + 2x R18)', coviar_config(), 224),
+    'imr_r18': ('IMR R18', pmsp.get_config),
+    'imr_r50': ('IMR R50', lambda: pmsp.get_config('r50')),
+    'imr_r50_112': ('IMR R50', _r50_at_112),  # the paper's R50 figure fits 112 px
+    'coviar': ('CoViAR (R152 + 2x R18)', _coviar),
 }
 
 
-def measure(config: ml_collections.ConfigDict, size: int) -> tuple[int, float, float]:
-  """Returns (parameters, XLA FLOPs per clip, compile seconds) of one clip's inference forward."""
-  backbone = models.build_backbone(config)
+def measure(config: ml_collections.ConfigDict) -> dict[str, float]:
+  """Parameters, FLOPs per clip (XLA's and every tap) and compile seconds of one clip's inference forward."""
+  backbone = models.build_backbone(config.model)
+  t_i, t_p, size = config.data.num_gops, config.data.num_gops * config.data.p_per_gop, config.data.crop_size
   inputs = dict(
-      iframes=jax.ShapeDtypeStruct((1, T_I, size, size, 3), jnp.float32),
-      motion_vectors=jax.ShapeDtypeStruct((1, T_P, size, size, 2), jnp.float32),
-      residuals=jax.ShapeDtypeStruct((1, T_P, size, size, 3), jnp.float32),
+      iframes=jax.ShapeDtypeStruct((1, t_i, size, size, 3), jnp.float32),
+      motion_vectors=jax.ShapeDtypeStruct((1, t_p, size, size, 2), jnp.float32),
+      residuals=jax.ShapeDtypeStruct((1, t_p, size, size, 3), jnp.float32),
   )
+  inputs = {name: value for name, value in inputs.items() if name[0] in config.model.streams}
   variables = jax.eval_shape(lambda x: backbone.init(jax.random.key(0), **x, train=False), inputs)
   num_params = sum(int(np.prod(p.shape)) for p in jax.tree_util.tree_leaves(variables['params']))
   forward = lambda v, x: backbone.apply(v, **x, train=False)['features']
   start = time.perf_counter()
-  compiled = jax.jit(forward).lower(variables, inputs).compile()
+  xla = flops.xla_flops(forward, variables, inputs)
   seconds = time.perf_counter() - start
-  cost = compiled.cost_analysis()
-  if isinstance(cost, (list, tuple)):  # older jax returned one dict per device
-    cost = cost[0]
-  return num_params, float(cost['flops']), seconds
+  return {
+      'params': num_params,
+      'xla': xla,
+      'every_tap': flops.every_tap_flops(forward, variables, inputs),
+      'compile_s': seconds,
+      'frames_read': t_i + t_p,
+      'frames_spanned': t_i * GOP_SIZE,
+      'size': size,
+  }
 
 
 def main():
@@ -109,38 +95,39 @@ def main():
   if unknown:
     parser.error(f'unknown --models {sorted(unknown)}; choose from {sorted(MODELS)}')
 
-  print(
-      f'Clip: {T_I} I-frames + {T_P} P-frames (MV and residual), batch 1, inference. Device: '
-      f'{jax.devices()[0].platform}. FLOPs: XLA cost analysis (2 per multiply-add); '
-      f'GMACs = XLA GFLOPs / 2.'
-  )
+  print(f'Inference, batch 1. Device: {jax.devices()[0].platform}. FLOPs: 2 per multiply-add; see the docstring.')
   header = (
-      f'{"model":<24}{"input":>8}{"params (M)":>12}{"GFLOPs/clip":>13}{"GFLOPs/frame":>14}'
-      f'{"GMACs/frame":>13}{"paper GFLOPs/frame":>20}{"GMACs/60 frames":>17}'
+      f'{"model":<24}{"input":>8}{"params (M)":>12}{"GFLOPs/clip XLA":>17}{"every tap":>11}'
+      f'{"GMACs/frame":>13}{"paper GFLOPs/frame":>20}{"GMACs/decoded frame":>21}'
   )
   rows = []
   for name in names:
-    label, config, size = MODELS[name]
-    num_params, flops, seconds = measure(config, size)
-    per_frame = flops / FRAMES_READ / 1e9
+    label, make_config = MODELS[name]
+    cost = measure(make_config())
+    macs = cost['every_tap'] / 2 / 1e9
     rows.append(
-        f'{label:<24}{size:>5}px{num_params / 1e6:>12.1f}{flops / 1e9:>13.1f}'
-        f'{per_frame:>14.2f}{per_frame / 2:>13.2f}{PAPER_GFLOPS_PER_FRAME[name]:>20.2f}'
-        f'{flops / 2 / FRAMES_SPANNED / 1e9:>17.2f}'
+        f'{label:<24}{cost["size"]:>5}px{cost["params"] / 1e6:>12.1f}{cost["xla"] / 1e9:>17.1f}'
+        f'{cost["every_tap"] / 1e9:>11.1f}{macs / cost["frames_read"]:>13.2f}{PAPER_GFLOPS_PER_FRAME[name]:>20.2f}'
+        f'{macs / cost["frames_spanned"]:>21.2f}'
     )
-    print(f'  compiled {label} in {seconds:.0f} s', flush=True)
+    print(f'  compiled {label} in {cost["compile_s"]:.0f} s', flush=True)
   print(header)
   print('\n'.join(rows))
+  r18 = pmsp.get_config().model
   print(
-      f'GFLOPs/frame and GMACs/frame: per clip / {FRAMES_READ} frames read; GMACs/60 frames: per '
-      f'clip / {FRAMES_SPANNED} decoded frames spanned. IMR temporal strides of (stem pool, '
-      'res2..res5): I (1,1,1,1,1), P (1,1,2,2,2); 3x3x3 kernels.'
+      'GMACs/frame: every-tap GFLOPs / 2 per frame read (I-frames + P-frames); GMACs/decoded frame: per '
+      f'frame the clip spans (GOP {GOP_SIZE}). IMR temporal strides of (stem pool, res2..res5): I '
+      f'{tuple(r18.i_temporal_strides)}, P {tuple(r18.p_temporal_strides)}; 3x3x3 kernels.'
   )
   if 'coviar' in names:
-    _, config, size = MODELS['coviar']
-    iframe = measure(ml_collections.ConfigDict({**config.to_dict(), 'streams': 'i'}), size)[1]
-    pframe = measure(ml_collections.ConfigDict({**config.to_dict(), 'streams': 'mr'}), size)[1]
-    iframe_macs, pframe_macs = iframe / 2 / T_I / 1e9, pframe / 2 / T_P / 1e9
+    config = _coviar()
+    costs = {}
+    for streams in ('i', 'mr'):
+      with config.unlocked():
+        config.model.streams = streams
+      costs[streams] = measure(config)['every_tap']
+    t_i, t_p = config.data.num_gops, config.data.num_gops * config.data.p_per_gop
+    iframe_macs, pframe_macs = costs['i'] / 2 / t_i / 1e9, costs['mr'] / 2 / t_p / 1e9
     print(
         f'CoViAR per frame: I-frame (ResNet-152) {iframe_macs:.2f} GMACs, P-frame (MV + residual '
         f'ResNet-18) {pframe_macs:.2f} GMACs; over a GOP of 12 as CoViAR counts, (I + 11 P) / 12 '

@@ -58,7 +58,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.model.connection_conv = True  # connections map the source stream through a conv
   config.model.connection_attention = True  # connections scale by an input-dependent gate
   config.model.i_temporal_strides = (1, 1, 1, 1, 1)  # I-stream temporal strides: stem pool, res2..res5
-  config.model.p_temporal_strides = (1, 1, 1, 1, 1)  # M/R-stream temporal strides: stem pool, res2..res5
+  # M/R-stream temporal strides: stem pool, res2..res5. IMR-R18 halves the 25 P-frames' time at res3-res5:
+  # 74.5 GFLOPs per clip (XLA's count), the paper's cost (docs/METHOD.md, benchmarks/model_cost.py).
+  config.model.p_temporal_strides = (1, 1, 2, 2, 2)
   config.model.dtype = 'float32'  # compute dtype: float32 | bfloat16 (parameters stay float32)
   # name='coviar' only: per-frame 2D ResNets with fused per-stream logits.
   config.model.coviar_iframe_depth = 152  # ResNet depth of the I-stream

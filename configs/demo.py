@@ -23,6 +23,8 @@ def _small_network(config: ml_collections.ConfigDict) -> None:
   config.data.color_jitter = False
   config.model.depth = 10
   config.model.widths = (8, 16, 32, 64)
+  # Clips of 2-4 P-frames: no temporal striding (IMR-R18's would leave one frame from res4 on).
+  config.model.p_temporal_strides = (1, 1, 1, 1, 1)
   config.model.coviar_iframe_depth = 10
   config.model.coviar_pframe_depth = 10
   config.infonce.dim = 16

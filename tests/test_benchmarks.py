@@ -1,0 +1,78 @@
+"""The FLOP counts behind the cost table and MFU (benchmarks/flops.py), and the train-step benchmark on the CPU."""
+
+import re
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+import pytest
+
+from benchmarks import flops
+from tests.test_main import REPO, _env
+
+DIMENSIONS = ('NTHWC', 'THWIO', 'NTHWC')
+
+
+def conv(x, w, stride=1, padding='SAME'):
+  return lax.conv_general_dilated(x, w, (stride,) * 3, padding, dimension_numbers=DIMENSIONS)
+
+
+def test_every_tap_counts_a_convolution_by_hand():
+  x, w = jnp.ones((2, 4, 8, 8, 3)), jnp.ones((3, 3, 3, 3, 5))
+  # SAME, stride 1: every output (2 x 4 x 8 x 8 x 5) takes 3 x 3 x 3 taps of 3 channels, 2 FLOPs each.
+  assert flops.every_tap_flops(conv, x, w) == 2 * (2 * 4 * 8 * 8 * 5) * 27 * 3
+  # Stride 2: 2 x 2 x 4 x 4 x 5 outputs.
+  assert flops.every_tap_flops(lambda x, w: conv(x, w, 2), x, w) == 2 * (2 * 2 * 4 * 4 * 5) * 27 * 3
+  # XLA skips the taps on padding; with none (VALID) it counts the same.
+  assert flops.xla_flops(conv, x, w) < flops.every_tap_flops(conv, x, w)
+  valid = lambda x, w: conv(x, w, padding='VALID')
+  assert flops.xla_flops(valid, x, w) == flops.every_tap_flops(valid, x, w) == 2 * (2 * 2 * 6 * 6 * 5) * 27 * 3
+
+
+@pytest.mark.parametrize('stride', [1, 2])
+def test_a_gradient_counts_as_its_forward(stride):
+  x, w = jnp.ones((1, 4, 8, 8, 2)), jnp.ones((3, 3, 3, 2, 5))
+  forward = flops.every_tap_flops(lambda x, w: conv(x, w, stride), x, w)
+  # The forward again, then the input and kernel gradients: two convolutions of the forward's cost each
+  # (PyTorch counts the same), the strided one's input gradient counted without the zeros it inserts.
+  both = jax.jit(jax.grad(lambda x, w: conv(x, w, stride).sum(), argnums=(0, 1)))
+  assert flops.every_tap_flops(both, x, w) == 3 * forward
+  kernel_only = jax.grad(lambda w, x: conv(x, w, stride).sum())
+  assert flops.every_tap_flops(kernel_only, w, x) == 2 * forward
+
+
+def test_every_tap_counts_matrix_products_inside_nested_programs():
+  a, b = jnp.ones((3, 7, 11)), jnp.ones((11, 13))
+  nested = jax.jit(lambda a, b: jax.jit(jnp.dot)(a, b) + jax.checkpoint(jnp.dot)(a, b))
+  assert flops.every_tap_flops(nested, a, b) == 2 * (2 * 3 * 7 * 13 * 11)
+  scanned = lambda a, b: lax.scan(lambda c, x: (c, jnp.dot(x, b)), 0.0, a)[1]
+  assert flops.every_tap_flops(scanned, a, b) == 2 * 3 * 7 * 13 * 11
+
+
+def test_train_step_bench_prints_its_table_on_the_cpu():
+  result = subprocess.run(
+      [
+          sys.executable,
+          '-m',
+          'benchmarks.train_step_bench',
+          '--config=configs/pmsp.py:tiny',
+          '--batch_sizes=2',
+          '--dtypes=float32',
+          '--steps=1',
+          '--peak_matmul_size=64',
+      ],
+      cwd=REPO,
+      env=_env(),
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
+  output = result.stdout + result.stderr
+  assert result.returncode == 0, output[-3000:]
+  assert re.search(r'Measured matmul rate per device \(float32 [0-9.]+ TFLOP/s', output), output
+  row = re.search(r'^float32\s+2\s+[0-9.]+\s+[0-9.]+\s+[0-9.]+\s+([0-9.e-]+)\s+([0-9.e-]+)\s+([0-9.]+)%$', output, re.M)
+  assert row, output
+  xla, every_tap, mfu = map(float, row.groups())
+  assert 0 < xla <= every_tap and mfu > 0
