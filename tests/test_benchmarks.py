@@ -76,3 +76,28 @@ def test_train_step_bench_prints_its_table_on_the_cpu():
   assert row, output
   xla, every_tap, mfu = map(float, row.groups())
   assert 0 < xla <= every_tap and mfu > 0
+
+
+def test_runtime_table_prints_every_row_on_the_cpu():
+  result = subprocess.run(
+      [
+          sys.executable,
+          '-m',
+          'benchmarks.runtime_table',
+          '--variant=tiny',
+          '--repeats=1',
+          '--batch_size=2',
+          '--clips=1',
+      ],
+      cwd=REPO,
+      env=_env(),
+      capture_output=True,
+      text=True,
+      timeout=300,
+  )
+  output = result.stdout + result.stderr
+  assert result.returncode == 0, output[-3000:]
+  assert re.search(r're-encode to MPEG-4 \(one-off\) [0-9.]+, compressed-domain extraction [0-9.]+, RGB', output)
+  for label in ('IMR R18', 'IMR R50', 'CoViAR (R152 + 2x R18)', 'RGB 3D-ResNet-18, 16 fr.'):
+    row = re.search(re.escape(label) + r'\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.e-]+)\s', output)
+    assert row and all(float(value) > 0 for value in row.groups()), (label, output)
