@@ -65,6 +65,12 @@ def load_run(workdir: str) -> tuple[ml_collections.ConfigDict, dict[str, Any]]:
           f'{path} names no label names and its data set {config.dataset.data_dir} cannot be read '
           'here; run predict where the data set is, or rerun a step of the run to rewrite config.json.'
       )
+  missing = [key for key in preflight.DATA_SET_FACTS if key not in data_set]
+  if missing:
+    raise cli.UserError(
+        f"{path} (or its data set's manifest.json) lacks {missing}; convert the data set with data_prep.convert "
+        'and train on it.'
+    )
   return config, {key: data_set[key] for key in preflight.DATA_SET_FACTS}
 
 

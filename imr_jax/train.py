@@ -415,7 +415,7 @@ def write_config(config: ml_collections.ConfigDict, workdir: str, data_info: dic
           changed,
           {key: before.get(key) for key in changed},
       )
-  data_set = {key: data_info[key] for key in preflight.DATA_SET_FACTS}
+  data_set = {key: data_info[key] for key in preflight.DATA_SET_FACTS if key in data_info}
   path.write_text(json.dumps({'command': sys.argv, 'config': resolved, 'data': data_set}, indent=2, sort_keys=True))
 
 

@@ -1,8 +1,6 @@
 """The FLOP counts behind the cost table and MFU (benchmarks/flops.py), and the train-step benchmark on the CPU."""
 
 import re
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +8,7 @@ from jax import lax
 import pytest
 
 from benchmarks import flops
-from tests.test_main import REPO, _env
+from tests.test_main import _run
 
 DIMENSIONS = ('NTHWC', 'THWIO', 'NTHWC')
 
@@ -52,9 +50,8 @@ def test_every_tap_counts_matrix_products_inside_nested_programs():
 
 
 def test_train_step_bench_prints_its_table_on_the_cpu():
-  result = subprocess.run(
+  output = _run(
       [
-          sys.executable,
           '-m',
           'benchmarks.train_step_bench',
           '--config=configs/pmsp.py:tiny',
@@ -62,15 +59,8 @@ def test_train_step_bench_prints_its_table_on_the_cpu():
           '--dtypes=float32',
           '--steps=1',
           '--peak_matmul_size=64',
-      ],
-      cwd=REPO,
-      env=_env(),
-      capture_output=True,
-      text=True,
-      timeout=300,
+      ]
   )
-  output = result.stdout + result.stderr
-  assert result.returncode == 0, output[-3000:]
   assert re.search(r'Measured matmul rate per device \(float32 [0-9.]+ TFLOP/s', output), output
   row = re.search(r'^float32\s+2\s+[0-9.]+\s+[0-9.]+\s+[0-9.]+\s+([0-9.e-]+)\s+([0-9.e-]+)\s+([0-9.]+)%$', output, re.M)
   assert row, output
@@ -79,24 +69,7 @@ def test_train_step_bench_prints_its_table_on_the_cpu():
 
 
 def test_runtime_table_prints_every_row_on_the_cpu():
-  result = subprocess.run(
-      [
-          sys.executable,
-          '-m',
-          'benchmarks.runtime_table',
-          '--variant=tiny',
-          '--repeats=1',
-          '--batch_size=2',
-          '--clips=1',
-      ],
-      cwd=REPO,
-      env=_env(),
-      capture_output=True,
-      text=True,
-      timeout=300,
-  )
-  output = result.stdout + result.stderr
-  assert result.returncode == 0, output[-3000:]
+  output = _run(['-m', 'benchmarks.runtime_table', '--variant=tiny', '--repeats=1', '--batch_size=2', '--clips=1'])
   assert re.search(r're-encode to MPEG-4 \(one-off\) [0-9.]+, compressed-domain extraction [0-9.]+, RGB', output)
   for label in ('IMR R18', 'IMR R50', 'CoViAR (R152 + 2x R18)', 'RGB 3D-ResNet-18, 16 fr.'):
     row = re.search(re.escape(label) + r'\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.e-]+)\s', output)
