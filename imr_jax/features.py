@@ -21,6 +21,7 @@ pretraining run of any pretext task or a fine-tuning run.
 """
 
 import functools
+import itertools
 import io
 from typing import Any
 
@@ -113,7 +114,7 @@ def extract(
   num_videos = info['splits'][split]
   sums, counts = None, np.zeros(num_videos, np.int64)
   labels = np.full(num_videos, -1, np.int64)
-  for host_batch in _chain(first, batches):
+  for host_batch in itertools.chain([first], batches):
     values, index, label, mask = jax.device_get(features_of(variables, parallel.global_batch(host_batch, mesh)))
     if sums is None:
       sums = np.zeros((num_videos, values.shape[1]), np.float64)
@@ -142,11 +143,6 @@ def save(path: str, features: dict[str, np.ndarray]) -> None:
   buffer = io.BytesIO()  # np.savez seeks, which object stores do not offer
   np.savez(buffer, **features)
   path.write_bytes(buffer.getvalue())
-
-
-def _chain(first, rest):
-  yield first
-  yield from rest
 
 
 def main(argv):

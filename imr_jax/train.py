@@ -440,7 +440,7 @@ def _train_and_evaluate(
       extras=task.batch_requirements,
   )
   first_batch = next(batches)
-  batches = _chain(first_batch, batches)
+  batches = itertools.chain([first_batch], batches)
 
   rng = jax.random.key(config.seed)
   init_rng, step_rng = jax.random.split(rng)
@@ -524,11 +524,6 @@ def _train_and_evaluate(
 
 def _variables(state: TrainState) -> dict[str, Any]:
   return {'params': state.params, 'batch_stats': state.batch_stats}
-
-
-def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
-  yield first
-  yield from rest
 
 
 def _prefixed(values: dict[str, float], prefix: str) -> dict[str, float]:
