@@ -10,11 +10,12 @@ seen as evaluation sees it (config.data.eval_num_clips clips x eval_num_crops cr
 as `imr_jax.evaluate`) and its class probabilities are averaged over the views. The run's config.json
 gives the config and the label names (a run older than that file's `data` entry reads them from its
 config.dataset.data_dir). A file that cannot be read gets the codec's reason; the others still get
-answers, and the exit status is 1. Prints a timing line: re-encoding, extraction (decoding the compressed
-domain and encoding the record) and the network, with its compilation apart.
+answers, and the exit status is 1. Videos go --videos_per_call at a time (re-encoded, then classified; the
+answers print per group and memory holds one group's records); the network compiles once. Prints a
+timing line: re-encoding, extraction (decoding the compressed domain and encoding the record) and the
+network, with its compilation apart.
 """
 
-import itertools
 import json
 import math
 import time
@@ -40,6 +41,7 @@ def define_flags() -> None:
   flags.DEFINE_integer('step', None, 'Checkpoint step to use; default: the latest.')
   flags.DEFINE_integer('top', 5, 'Classes printed per video, most probable first.')
   flags.DEFINE_integer('batch_size', 0, "Views per network call; 0: the run's eval_batch_size (fewer for few videos).")
+  flags.DEFINE_integer('videos_per_call', 32, 'Videos re-encoded, then classified, per group (bounds memory).')
   flags.DEFINE_string('json', None, 'Also write the predictions (all class probabilities) to this JSON file.')
   flags.mark_flags_as_required(['workdir'])
 
@@ -88,53 +90,69 @@ def records_of(paths: Sequence[str], data_set: dict[str, Any]) -> tuple[list[byt
   return results, seconds
 
 
-def predict(
-    config: ml_collections.ConfigDict,
-    workdir: str,
-    records: Sequence[bytes],
-    label_names: Sequence[str],
-    encoding: str,
-    *,
-    step: int | None = None,
-    batch_size: int = 0,
-) -> tuple[np.ndarray, dict[str, float]]:
-  """Class probabilities (len(records), num_classes) of serialized records, averaged over evaluation views."""
-  import jax
-  import tensorflow as tf
-  from imr_jax import evaluate, parallel, train
-  from imr_jax.data import pipeline
+class Predictor:
+  """A run's network, restored once, scoring serialized records as evaluation does.
 
-  mesh = parallel.make_mesh()
-  model, task = train.build_model_and_task(config, num_classes=len(label_names))
-  views_per_video = config.data.eval_num_clips * config.data.eval_num_crops
-  devices = mesh.size
-  # The run's eval batch, or fewer views when there are few videos (a multiple of the device count).
-  batch_size = batch_size or min(config.eval_batch_size, math.ceil(len(records) * views_per_video / devices) * devices)
-  host_batch_size = parallel.host_batch_size(batch_size, mesh, '--batch_size')
-  num_batches = pipeline.num_eval_batches([len(records)], views_per_video, host_batch_size, 1)
-  serialized = tf.data.Dataset.from_tensor_slices((np.arange(len(records), dtype=np.int64), list(records)))
-  batches = pipeline.eval_batches_of_records(
-      serialized,
-      len(records),
-      config,
-      encoding=encoding,
-      host_batch_size=host_batch_size,
-      num_batches=num_batches,
-      extras=task.batch_requirements,
-  ).as_numpy_iterator()
-  first = next(batches)
-  variables, _ = evaluate.restore(workdir, model, task, first, mesh, step)
-  eval_step = train.make_eval_step(model, task, mesh)
-  sums = np.zeros((len(records), len(label_names)), np.float64)
-  seconds = {'compile': 0.0, 'network': 0.0}
-  for number, batch in enumerate(itertools.chain([first], batches)):
-    start = time.perf_counter()
-    _, views = eval_step(variables, parallel.global_batch(batch, mesh), jax.random.key(0))
-    scores, index, mask = (np.asarray(views[key]) for key in ('scores', 'video_index', 'mask'))
-    seconds['compile' if number == 0 else 'network'] += time.perf_counter() - start
-    real = mask > 0
-    np.add.at(sums, index[real], scores[real])
-  return sums / views_per_video, seconds
+  Its batch has a fixed size, so the network compiles once for any number of calls.
+  """
+
+  def __init__(
+      self,
+      config: ml_collections.ConfigDict,
+      workdir: str,
+      data_set: dict[str, Any],
+      *,
+      videos_per_call: int,
+      step: int | None = None,
+      batch_size: int = 0,
+  ):
+    from imr_jax import parallel, train
+
+    self.config, self.workdir, self.step, self.encoding = config, workdir, step, data_set['encoding']
+    self.num_classes = len(data_set['label_names'])
+    self.mesh = parallel.make_mesh()
+    self.model, self.task = train.build_model_and_task(config, num_classes=self.num_classes)
+    self.views_per_video = config.data.eval_num_clips * config.data.eval_num_crops
+    devices = self.mesh.size
+    # The run's eval batch, or fewer views when there are few videos (a multiple of the device count).
+    batch_size = batch_size or min(
+        config.eval_batch_size, math.ceil(videos_per_call * self.views_per_video / devices) * devices
+    )
+    self.host_batch_size = parallel.host_batch_size(batch_size, self.mesh, '--batch_size')
+    self.eval_step = train.make_eval_step(self.model, self.task, self.mesh)
+    self.variables = None  # restored with the first batch's shapes
+    self.seconds = {'compile': 0.0, 'network': 0.0}
+
+  def __call__(self, records: Sequence[bytes]) -> np.ndarray:
+    """Class probabilities (len(records), num_classes), averaged over each video's evaluation views."""
+    import jax
+    import tensorflow as tf
+    from imr_jax import evaluate, parallel
+    from imr_jax.data import pipeline
+
+    num_batches = pipeline.num_eval_batches([len(records)], self.views_per_video, self.host_batch_size, 1)
+    serialized = tf.data.Dataset.from_tensor_slices((np.arange(len(records), dtype=np.int64), list(records)))
+    batches = pipeline.eval_batches_of_records(
+        serialized,
+        len(records),
+        self.config,
+        encoding=self.encoding,
+        host_batch_size=self.host_batch_size,
+        num_batches=num_batches,
+        extras=self.task.batch_requirements,
+    ).as_numpy_iterator()
+    sums = np.zeros((len(records), self.num_classes), np.float64)
+    for batch in batches:
+      if self.variables is None:
+        self.variables, _ = evaluate.restore(self.workdir, self.model, self.task, batch, self.mesh, self.step)
+      start = time.perf_counter()
+      _, views = self.eval_step(self.variables, parallel.global_batch(batch, self.mesh), jax.random.key(0))
+      scores, index, mask = (np.asarray(views[key]) for key in ('scores', 'video_index', 'mask'))
+      first = self.seconds['compile'] == 0.0
+      self.seconds['compile' if first else 'network'] += time.perf_counter() - start
+      real = mask > 0
+      np.add.at(sums, index[real], scores[real])
+    return sums / self.views_per_video
 
 
 def main(argv):
@@ -143,48 +161,47 @@ def main(argv):
     raise cli.UserError(
         'Name the videos to classify after the flags: python -m imr_jax.predict --workdir=RUN VIDEO ...'
     )
-  if FLAGS.top < 1:
-    raise cli.UserError(f'--top={FLAGS.top}: give at least 1.')
+  if FLAGS.top < 1 or FLAGS.videos_per_call < 1:
+    raise cli.UserError(f'--top={FLAGS.top}, --videos_per_call={FLAGS.videos_per_call}: give at least 1.')
   preflight.check_checkpoint(FLAGS.workdir)
   config, data_set = load_run(FLAGS.workdir)
   if not FLAGS['verbosity'].present:  # the answers, not the libraries' INFO lines (--verbosity=0 shows them)
     logging.set_verbosity(logging.WARNING)
   label_names = data_set['label_names']
   begin = time.perf_counter()
-  records, seconds = records_of(paths, data_set)
   tf = cli.import_tensorflow()
   tf.config.set_visible_devices([], 'GPU')  # the input pipeline stays on the host
-  good = [i for i, record in enumerate(records) if isinstance(record, bytes)]
-  probabilities = {}
-  if good:
-    scores, network_seconds = predict(
-        config,
-        FLAGS.workdir,
-        [records[i] for i in good],
-        label_names,
-        data_set['encoding'],
-        step=FLAGS.step,
-        batch_size=FLAGS.batch_size,
-    )
-    seconds.update(network_seconds)
-    probabilities = dict(zip(good, scores))
-  output = []
-  for i, path in enumerate(paths):
-    if i not in probabilities:
-      print(f'{path}: cannot classify: {records[i]}')
-      output.append({'video': path, 'error': records[i]})
-      continue
-    order = np.argsort(-probabilities[i], kind='stable')[: FLAGS.top]
-    print(f'{path}: ' + ', '.join(f'{label_names[c]} {probabilities[i][c]:.3f}' for c in order))
-    output.append({'video': path, 'probabilities': dict(zip(label_names, map(float, probabilities[i])))})
+  videos_per_call = min(FLAGS.videos_per_call, len(paths))
+  predictor = Predictor(
+      config, FLAGS.workdir, data_set, videos_per_call=videos_per_call, step=FLAGS.step, batch_size=FLAGS.batch_size
+  )
+  output, seconds = [], {'reencode': 0.0, 'extract': 0.0}
+  # Videos a group at a time: answers as they come, and memory bounded by one group's records.
+  for first in range(0, len(paths), videos_per_call):
+    group = paths[first : first + videos_per_call]
+    records, group_seconds = records_of(group, data_set)
+    for key, value in group_seconds.items():
+      seconds[key] += value
+    good = [i for i, record in enumerate(records) if isinstance(record, bytes)]
+    probabilities = dict(zip(good, predictor([records[i] for i in good]))) if good else {}
+    for i, path in enumerate(group):
+      if i not in probabilities:
+        print(f'{path}: cannot classify: {records[i]}', flush=True)
+        output.append({'video': path, 'error': records[i]})
+        continue
+      order = np.argsort(-probabilities[i], kind='stable')[: FLAGS.top]
+      print(f'{path}: ' + ', '.join(f'{label_names[c]} {probabilities[i][c]:.3f}' for c in order), flush=True)
+      output.append({'video': path, 'probabilities': dict(zip(label_names, map(float, probabilities[i])))})
+  classified = sum('probabilities' in entry for entry in output)
   print(
-      f'{len(good)} of {len(paths)} videos classified in {time.perf_counter() - begin:.1f} s: re-encoding '
+      f'{classified} of {len(paths)} videos classified in {time.perf_counter() - begin:.1f} s: re-encoding '
       f'{seconds["reencode"]:.2f} s, extraction {seconds["extract"]:.2f} s, network '
-      f'{seconds.get("network", 0.0):.2f} s (+ {seconds.get("compile", 0.0):.1f} s compiling the first batch).'
+      f'{predictor.seconds["network"]:.2f} s (+ {predictor.seconds["compile"]:.1f} s compiling and running '
+      'the first batch).'
   )
   if FLAGS.json:
     epath.Path(FLAGS.json).write_text(json.dumps(output, indent=2))
-  return 0 if len(good) == len(paths) else 1
+  return 0 if classified == len(paths) else 1
 
 
 if __name__ == '__main__':
