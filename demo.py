@@ -38,6 +38,7 @@ flags.DEFINE_integer(
 )
 cli.define_seeds((0, 1), 'Seeds of the fine-tuning and scratch runs (init, data order).')
 flags.DEFINE_integer('frames_per_video', 72, 'Frames per synthetic video: 6 GOPs, so clips of 4 GOPs differ.')
+flags.DEFINE_integer('map_downscale', 1, 'data_prep.convert --map_downscale: 2 stores 64x48 maps of the 128x96 videos.')
 
 DATA_SEEDS = {'pretrain': 1, 'labelled': 0}  # different seeds: different videos in the two sets
 
@@ -59,6 +60,7 @@ def convert(name: str, train_per_class: int, test_per_class: int, workdir: str) 
       f'--synthetic_seed={DATA_SEEDS[name]}',
       f'--synthetic_num_frames={FLAGS.frames_per_video}',
       f'--workers={max(1, os.cpu_count() or 1)}',
+      f'--map_downscale={FLAGS.map_downscale}',
   ]
   result = subprocess.run(command, capture_output=True, text=True, cwd=os.path.dirname(os.path.abspath(__file__)))
   if result.returncode != 0:

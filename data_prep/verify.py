@@ -86,10 +86,16 @@ def _decoder(encoding: str, height: int, width: int, quick: bool):
   return decode
 
 
+def stored_size(manifest: dict[str, Any]) -> tuple[int, int]:
+  """(height, width) of the stored maps: the re-encoded size over the manifest's map_downscale."""
+  factor = manifest.get('map_downscale', 1)
+  return manifest['height'] // factor, manifest['width'] // factor
+
+
 def _check_structure(features: dict[str, np.ndarray], manifest: dict[str, Any]) -> list[str]:
   """Problems of one parsed record's sizes, counts and label (empty when it is fine)."""
   problems = []
-  height, width, gop_size = manifest['height'], manifest['width'], manifest['gop_size']
+  (height, width), gop_size = stored_size(manifest), manifest['gop_size']
   for key, expected in ((schema.VIDEO_HEIGHT, height), (schema.VIDEO_WIDTH, width), (schema.VIDEO_GOP_SIZE, gop_size)):
     if features[key] != expected:
       problems.append(f'{key} is {features[key]}, the manifest says {expected}')
@@ -123,7 +129,7 @@ def _check_tensors(
     features: dict[str, np.ndarray], decoded: dict[str, np.ndarray], manifest: dict[str, Any], quick: bool
 ) -> list[str]:
   """Problems of one structurally sound record's decoded tensors: shapes, dtypes, value ranges."""
-  height, width = manifest['height'], manifest['width']
+  height, width = stored_size(manifest)
   num_pframes = features[schema.GOP_NUM_PFRAMES]
   num_gops = 1 if quick else len(num_pframes)
   total_pframes = int(num_pframes[:1].sum()) if quick else int(num_pframes.sum())
@@ -181,7 +187,7 @@ def verify(output_dir: str | os.PathLike, *, quick: bool = False, log=print) -> 
   out = epath.Path(output_dir)
   manifest = load_manifest(out)
   problems = []
-  decode = _decoder(manifest['encoding'], manifest['height'], manifest['width'], quick)
+  decode = _decoder(manifest['encoding'], *stored_size(manifest), quick)
   for split, expected_count in manifest['splits'].items():
     num_shards = manifest['num_shards'][split]
     pattern = re.compile(rf'^{re.escape(manifest["dataset"])}-{re.escape(split)}\.tfrecord-\d{{5}}-of-\d{{5}}$')

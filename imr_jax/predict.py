@@ -67,13 +67,14 @@ def load_run(workdir: str) -> tuple[ml_collections.ConfigDict, dict[str, Any]]:
           f'{path} names no label names and its data set {config.dataset.data_dir} cannot be read '
           'here; run predict where the data set is, or rerun a step of the run to rewrite config.json.'
       )
-  missing = [key for key in preflight.DATA_SET_FACTS if key not in data_set]
+  missing = [key for key in preflight.DATA_SET_FACTS if key not in data_set and key != 'map_downscale']
   if missing:
     raise cli.UserError(
         f"{path} (or its data set's manifest.json) lacks {missing}; convert the data set with data_prep.convert "
         'and train on it.'
     )
-  return config, {key: data_set[key] for key in preflight.DATA_SET_FACTS}
+  # Data sets converted before --map_downscale existed store full-size maps.
+  return config, {'map_downscale': 1} | {key: data_set[key] for key in preflight.DATA_SET_FACTS if key in data_set}
 
 
 def records_of(paths: Sequence[str], data_set: dict[str, Any]) -> tuple[list[bytes | str], dict[str, float]]:
@@ -81,7 +82,11 @@ def records_of(paths: Sequence[str], data_set: dict[str, Any]) -> tuple[list[byt
   from data_prep import convert, datasets
 
   settings = convert.Settings(
-      width=data_set['width'], height=data_set['height'], gop_size=data_set['gop_size'], encoding=data_set['encoding']
+      width=data_set['width'],
+      height=data_set['height'],
+      gop_size=data_set['gop_size'],
+      encoding=data_set['encoding'],
+      map_downscale=data_set['map_downscale'],
   )
   results, seconds = [], {'reencode': 0.0, 'extract': 0.0}
   for index, path in enumerate(paths):

@@ -7,6 +7,7 @@ them creates anything, so a failed start leaves no empty directory behind.
 import json
 import os
 
+from absl import logging
 import ml_collections
 
 from imr_jax.cli import UserError
@@ -14,7 +15,7 @@ from imr_jax.cli import UserError
 CHECKPOINT_SUBDIR = 'checkpoints'  # WORKDIR/checkpoints/<step>/ (imr_jax.checkpoints)
 CONFIG_FILE = 'config.json'  # WORKDIR/config.json, the resolved config (imr_jax.train)
 # The data set's facts config.json keeps besides the config: class names and the frame format of the records.
-DATA_SET_FACTS = ('label_names', 'width', 'height', 'gop_size', 'encoding')
+DATA_SET_FACTS = ('label_names', 'width', 'height', 'gop_size', 'encoding', 'map_downscale')
 # Config keys that decide the network's parameters: a pretrained run must agree on all of them.
 ARCHITECTURE_KEYS = (
     'name',
@@ -169,5 +170,27 @@ def check_training(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Everything main.py checks before start-up."""
   check_workdir(workdir)
   splits = tuple(dict.fromkeys([config.dataset.train_split, config.dataset.eval_split]))
-  check_data(config.dataset.data_dir, splits)
+  warn_of_upsampling(config, check_data(config.dataset.data_dir, splits))
   check_init_from(config)
+
+
+def warn_of_upsampling(config: ml_collections.ConfigDict, manifest: dict) -> str | None:
+  """Warns (and returns the warning) when even a whole-frame crop must be enlarged to the crop size.
+
+  That is the sign of maps stored smaller than the training resolution wants (`data_prep.convert
+  --map_downscale=2` data under a 224-px config): it trains, on blurred inputs.
+  """
+  if 'height' not in manifest:
+    return None
+  factor = manifest.get('map_downscale', 1)
+  short_side = min(manifest['height'], manifest['width']) // factor
+  crop = max(config.data.crop_size, config.data.eval_crop_size)
+  if crop <= short_side:
+    return None
+  message = (
+      f'{config.dataset.data_dir} stores {manifest["width"] // factor}x{manifest["height"] // factor} maps '
+      f'(map_downscale {factor}) but the config crops {crop} px: every clip is enlarged. Convert with '
+      f'--map_downscale={max(1, min(manifest["height"], manifest["width"]) // crop)} for {crop}-px crops.'
+  )
+  logging.warning(message)
+  return message

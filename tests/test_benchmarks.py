@@ -74,3 +74,45 @@ def test_runtime_table_prints_every_row_on_the_cpu():
   for label in ('IMR R18', 'IMR R50', 'CoViAR (R152 + 2x R18)', 'RGB 3D-ResNet-18, 16 fr.'):
     row = re.search(re.escape(label) + r'\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.e-]+)\s', output)
     assert row and all(float(value) > 0 for value in row.groups()), (label, output)
+
+
+def test_input_bench_compares_data_sets_side_by_side(tmp_path):
+  """Two conversions of the same tiny videos, full-size and --map_downscale=2 maps, timed and compared."""
+  data_dirs = []
+  for factor in (1, 2):
+    data_dirs.append(tmp_path / f'data_{factor}')
+    _run(
+        [
+            '-m',
+            'data_prep.convert',
+            '--dataset=synthetic',
+            f'--source={tmp_path / "videos"}',
+            f'--output_dir={data_dirs[-1]}',
+            '--synthetic_width=32',
+            '--synthetic_height=32',
+            '--synthetic_num_frames=24',
+            '--synthetic_train_per_class=1',
+            '--synthetic_test_per_class=1',
+            '--synthetic_classes=rise,fall',
+            '--workers=1',
+            f'--map_downscale={factor}',
+        ]
+    )
+  output = _run(
+      [
+          '-m',
+          'benchmarks.input_bench',
+          f'--data_dirs={",".join(map(str, data_dirs))}',
+          '--batch_size=2',
+          '--num_batches=1',
+          '--warmup_batches=1',
+          '--rounds=1',
+          '--shuffle_buffer=2',
+      ]
+  )
+  for data_dir, maps, ratio in ((data_dirs[0], '32x32', r'1\.00x'), (data_dirs[1], '16x16', r'[0-9.]+x')):
+    assert re.search(
+        re.escape(str(data_dir)) + rf'\s+{maps}\s+[0-9.]+\s+[0-9.]+\s+[0-9.]+\s+{ratio}$', output, re.M
+    ), output
+  compared = re.search(re.escape(str(data_dirs[1])) + r': iframes ([0-9.]+) .* motion_energy ([0-9.]+) ', output)
+  assert compared and all(float(value) > 0 for value in compared.groups()), output

@@ -157,6 +157,21 @@ def test_init_from_of_the_same_network_passes(tmp_path):
   assert not os.path.exists(tmp_path / 'run')
 
 
+def test_maps_stored_smaller_than_the_crops_get_a_warning():
+  from configs import default  # pylint: disable=g-import-not-at-top
+  from imr_jax import preflight  # pylint: disable=g-import-not-at-top
+
+  manifest = {'width': 340, 'height': 256, 'map_downscale': 2}
+  r18, r50 = default.base_config(), default.base_config()
+  default.apply_common_variants(r50, ['r50'])
+  assert preflight.warn_of_upsampling(r18, manifest) is None  # 112-px crops of 170x128 maps
+  warning = preflight.warn_of_upsampling(r50, manifest)
+  assert 'stores 170x128 maps (map_downscale 2) but the config crops 224 px' in warning
+  assert 'Convert with --map_downscale=1' in warning
+  assert preflight.warn_of_upsampling(r50, {**manifest, 'map_downscale': 1}) is None
+  assert preflight.warn_of_upsampling(r50, {}) is None  # a remote data set: no manifest read
+
+
 def test_evaluate_without_a_checkpoint(tmp_path):
   data = make_data(tmp_path / 'data')
   code, output = run_cli(
@@ -259,7 +274,10 @@ def test_predict_reads_the_data_set_facts_from_the_run_or_its_manifest(tmp_path)
   run = tmp_path / 'run'
   run.mkdir()
   (run / 'config.json').write_text(json.dumps({'config': config, 'data': facts}))
-  assert predict.load_run(str(run))[1] == facts
+  # Data converted before --map_downscale existed stored full-size maps.
+  assert predict.load_run(str(run))[1] == {**facts, 'map_downscale': 1}
+  (run / 'config.json').write_text(json.dumps({'config': config, 'data': {**facts, 'map_downscale': 2}}))
+  assert predict.load_run(str(run))[1] == {**facts, 'map_downscale': 2}
   # A run from before config.json kept them: its data set's manifest has them.
   (run / 'config.json').write_text(json.dumps({'config': config}))
-  assert predict.load_run(str(run))[1] == {**facts, 'label_names': ['from', 'manifest']}
+  assert predict.load_run(str(run))[1] == {**facts, 'label_names': ['from', 'manifest'], 'map_downscale': 1}

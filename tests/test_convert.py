@@ -115,6 +115,41 @@ def test_records_hold_exactly_the_codec_output(real_clips, tmp_path):
   assert verify.verify(tmp_path / 'out', log=QUIET) == []
 
 
+def test_map_downscale_stores_the_codec_output_in_blocks(real_clips, tmp_path):
+  """--map_downscale=2: every stored map is the codec's full-size map in 2x2 blocks (schema.downscale_maps)."""
+  clip = next(p for p in real_clips if p.name == 'carphone_distorted.mp4')
+  (tmp_path / 'source/test/phone').mkdir(parents=True)
+  shutil.copy(clip, tmp_path / 'source/test/phone/carphone.mp4')
+  settings = convert.Settings(width=64, height=48, gop_size=12, encoding='lossless', map_downscale=2)
+  manifest = convert.convert(datasets.folder(tmp_path / 'source'), tmp_path / 'out', settings=settings, log=QUIET)
+  assert (manifest['width'], manifest['height'], manifest['map_downscale']) == (64, 48, 2)
+  (serialized,) = _records(tmp_path / 'out')
+  features = schema.parse_example(serialized)
+  assert (features[schema.VIDEO_WIDTH], features[schema.VIDEO_HEIGHT]) == (32, 24)
+  size = dict(height=24, width=32)
+  codec.reencode(clip, tmp_path / 'clip.m4v', width=64, height=48, gop_size=12)
+  small = [
+      schema.downscale_maps(
+          iframe=gop.iframe,
+          motion_vectors=gop.motion_vectors,
+          residuals=gop.residuals,
+          energy=schema.motion_energy_map(gop.frame_motion_vectors),
+          factor=2,
+      )
+      for gop in codec.iter_gops(tmp_path / 'clip.m4v')
+  ]
+  iframes, energy = np.stack([s[0] for s in small]), np.stack([s[3] for s in small])
+  motion_vectors, residuals = np.concatenate([s[1] for s in small]), np.concatenate([s[2] for s in small])
+  stored = schema.decode_motion_vectors(features[schema.PFRAME_MOTION_VECTORS], encoding='lossless', **size)
+  np.testing.assert_array_equal(stored, motion_vectors)
+  stored = schema.decode_residuals(features[schema.PFRAME_RESIDUALS], encoding='lossless', **size)
+  np.testing.assert_array_equal(stored, residuals)
+  np.testing.assert_array_equal(schema.decode_iframes(features[schema.GOP_IFRAME], **size), iframes)
+  np.testing.assert_array_equal(schema.decode_motion_energy(features[schema.GOP_MOTION_ENERGY], **size), energy)
+  assert np.abs(motion_vectors).max() > 0  # A real clip: there is motion to get right.
+  assert verify.verify(tmp_path / 'out', log=QUIET) == []
+
+
 def test_workers_do_not_change_the_bytes(source, reference, tmp_path):
   convert.convert(
       datasets.folder(source, name='synthetic'), tmp_path, settings=SETTINGS, videos_per_shard=2, workers=2, log=QUIET
@@ -261,6 +296,8 @@ def test_setup_errors_come_before_any_work(source, tmp_path):
     convert.convert(listing, tmp_path / 'out', settings=convert.Settings(width=63, height=48), log=QUIET)
   with pytest.raises(convert.SetupError, match='--encoding'):
     convert.convert(listing, tmp_path / 'out', settings=convert.Settings(encoding='png'), log=QUIET)
+  with pytest.raises(convert.SetupError, match='--map_downscale=3: must be a positive int that divides'):
+    convert.convert(listing, tmp_path / 'out', settings=convert.Settings(map_downscale=3), log=QUIET)
   assert not (tmp_path / 'out').exists()
   # Two jobs never write one folder at once.
   state = convert.JobState(tmp_path / 'busy')

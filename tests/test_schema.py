@@ -202,3 +202,33 @@ def test_encode_rejects_wrong_inputs(bad):
   )
   with pytest.raises(ValueError):
     schema.encode_gop(**{**arrays, **bad})
+
+
+def test_downscale_maps_by_hand():
+  """2x2 blocks: means rounded half away from zero (also for negative MVs and residuals), energy sums."""
+  iframe = np.zeros((2, 4, 3), np.uint8)
+  iframe[:, :2] = [[[1, 2, 255]] * 2, [[2, 2, 254]] * 2]  # block means 1.5, 2, 254.5
+  motion_vectors = np.zeros((1, 2, 4, 2), np.int16)
+  motion_vectors[0, :, 2:] = [[[-3, 4], [-4, 4]], [[-3, 5], [-4, 4]]]  # means -3.5, 4.25
+  residuals = np.zeros((1, 2, 4, 3), np.int16)
+  residuals[0, :, :2] = [[[-255, 1, -1]] * 2, [[-254, 1, 0]] * 2]  # means -254.5, 1, -0.5
+  energy = np.array([[65535, 1, 2, 3], [5, 6, 7, 8]], np.uint16)
+  small_iframe, small_mvs, small_residuals, small_energy = schema.downscale_maps(
+      iframe=iframe, motion_vectors=motion_vectors, residuals=residuals, energy=energy, factor=2
+  )
+  np.testing.assert_array_equal(small_iframe, [[[2, 2, 255], [0, 0, 0]]])
+  np.testing.assert_array_equal(small_mvs, [[[[0, 0], [-4, 4]]]])
+  np.testing.assert_array_equal(small_residuals, [[[[-255, 1, -1], [0, 0, 0]]]])
+  np.testing.assert_array_equal(small_energy, [[65535, 20]])  # 65547 clipped
+  assert (small_iframe.dtype, small_mvs.dtype, small_residuals.dtype, small_energy.dtype) == (
+      np.uint8,
+      np.int16,
+      np.int16,
+      np.uint16,
+  )
+  same = schema.downscale_maps(
+      iframe=iframe, motion_vectors=motion_vectors, residuals=residuals, energy=energy, factor=1
+  )
+  assert same[0] is iframe and same[3] is energy
+  with pytest.raises(ValueError, match='multiples'):
+    schema.downscale_maps(iframe=iframe, motion_vectors=motion_vectors, residuals=residuals, energy=energy, factor=3)

@@ -22,6 +22,9 @@ Two encodings, a property of the whole dataset (stored in its manifest.json):
               re-encoded MPEG-4 stream (benchmarks/prep_bench.py); lossless PNG residuals would be 10-20x.
   'lossless'  I-frame PNG; MV and residual: zlib (level 1) of raw little-endian int16; motion energy:
               16-bit PNG.
+
+The maps may be stored smaller than the codec's frames (data_prep.convert --map_downscale, manifest
+'map_downscale'; `downscale_maps`): video/height and video/width are always the stored size.
 """
 
 from __future__ import annotations
@@ -185,6 +188,43 @@ def encode_residuals(residuals: np.ndarray, encoding: Encoding) -> bytes:
   return buffer.getvalue()
 
 
+def _block_sums(maps: np.ndarray, factor: int, leading: int) -> np.ndarray:
+  """int64 sums over factor x factor pixel blocks of maps (*lead, H, W, ...) with `leading` axes before H."""
+  shape = maps.shape
+  height, width = shape[leading], shape[leading + 1]
+  blocks = maps.reshape(shape[:leading] + (height // factor, factor, width // factor, factor) + shape[leading + 2 :])
+  return blocks.sum(axis=(leading + 1, leading + 3), dtype=np.int64)
+
+
+def _block_means(maps: np.ndarray, factor: int, leading: int, dtype) -> np.ndarray:
+  """Block means rounded half away from zero (integer arithmetic: no float ties), cast to dtype."""
+  sums, area = _block_sums(maps, factor, leading), factor * factor
+  return (np.sign(sums) * ((np.abs(sums) + area // 2) // area)).astype(dtype)
+
+
+def downscale_maps(
+    *, iframe: np.ndarray, motion_vectors: np.ndarray, residuals: np.ndarray, energy: np.ndarray, factor: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+  """One GOP's maps at 1 / factor of the codec's size: every stored pixel is a factor x factor block.
+
+  I-frames, MVs and residuals take the block mean rounded half away from zero (MVs stay in the codec's
+  pixels: a vector is a displacement, the same whatever the storage grid); the motion energy takes the
+  block sum clipped to 65535, so the energy of any region of whole blocks is unchanged. H and W must be
+  multiples of `factor`. factor 1 returns the inputs.
+  """
+  if factor == 1:
+    return iframe, motion_vectors, residuals, energy
+  height, width = iframe.shape[:2]
+  if height % factor or width % factor:
+    raise ValueError(f'A {width}x{height} frame cannot be stored at 1/{factor}: both sides must be multiples of it.')
+  return (
+      _block_means(iframe, factor, 0, np.uint8),
+      _block_means(motion_vectors, factor, 1, np.int16),
+      _block_means(residuals, factor, 1, np.int16),
+      np.minimum(_block_sums(energy, factor, 0), MOTION_ENERGY_MAX).astype(np.uint16),
+  )
+
+
 def encode_gop(
     *,
     iframe: np.ndarray,
@@ -192,6 +232,7 @@ def encode_gop(
     residuals: np.ndarray,
     frame_motion_vectors: np.ndarray,
     encoding: Encoding,
+    downscale: int = 1,
 ) -> EncodedGop:
   """Encodes one GOP of codec output (imr_jax.codec's Gop fields).
 
@@ -201,6 +242,8 @@ def encode_gop(
     residuals: int16 (P, H, W, 3), accumulated residuals.
     frame_motion_vectors: int16 (P, H, W, 2), per-frame MVs in px (for the motion energy).
     encoding: 'default' or 'lossless'.
+    downscale: store every map at (H / downscale, W / downscale) (`downscale_maps`; the motion energy is
+      computed at full size first).
 
   Returns:
     The GOP's encoded features.
@@ -223,6 +266,9 @@ def encode_gop(
     energy = motion_energy_map(frame_motion_vectors)
   else:
     energy = np.zeros((height, width), np.uint16)
+  iframe, motion_vectors, residuals, energy = downscale_maps(
+      iframe=iframe, motion_vectors=motion_vectors, residuals=residuals, energy=energy, factor=downscale
+  )
   return EncodedGop(
       iframe=encode_iframe(iframe, encoding),
       motion_energy=encode_motion_energy(energy),
@@ -295,6 +341,9 @@ def parse_example(serialized: tf.Tensor | bytes) -> dict[str, tf.Tensor]:
   return tf.io.parse_single_example(serialized, feature_spec())
 
 
+# Decoding a string vector of static length up to this many elements unrolls into one op per element.
+_MAX_UNROLLED = 64
+
 Crop = tuple[int | tf.Tensor, int | tf.Tensor, int | tf.Tensor, int | tf.Tensor] | tf.Tensor
 
 
@@ -333,6 +382,14 @@ def _map_decode(fn, encoded: tf.Tensor, crop: Crop | None, height, width, channe
   shape = [d if isinstance(d, int) else None for d in (crop_height, crop_width)]
   shape += [] if channels is None else [channels]
   encoded = tf.convert_to_tensor(encoded, tf.string)
+  count = encoded.shape[0]
+  if count is not None and count <= _MAX_UNROLLED:
+    # A clip's frame count is static: one decode op per frame, without map_fn's loop machinery.
+    if count == 0:
+      return tf.zeros([0] + [d if d is not None else 0 for d in shape], dtype)
+    frames = tf.stack([decode(encoded[i]) for i in range(count)])
+    frames.set_shape([count] + shape)
+    return frames
   return tf.map_fn(decode, encoded, fn_output_signature=tf.TensorSpec(shape, dtype))
 
 
