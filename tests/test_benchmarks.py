@@ -116,3 +116,24 @@ def test_input_bench_compares_data_sets_side_by_side(tmp_path):
     ), output
   compared = re.search(re.escape(str(data_dirs[1])) + r': iframes ([0-9.]+) .* motion_energy ([0-9.]+) ', output)
   assert compared and all(float(value) > 0 for value in compared.groups()), output
+
+
+def test_bitstream_bench_decodes_every_gop_alone_as_the_codec_does(real_clips, tmp_path):
+  """A GOP decoded from its own packets with a fresh decoder equals codec.iter_gops's, bit for bit."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+
+  from benchmarks import bitstream_bench  # pylint: disable=g-import-not-at-top
+  from imr_jax import codec  # pylint: disable=g-import-not-at-top
+
+  clip = next(p for p in real_clips if p.name == 'carphone_distorted.mp4')
+  codec.reencode(clip, tmp_path / 'clip.m4v', width=64, height=48, gop_size=12)
+  packets = bitstream_bench.gop_packets(str(tmp_path / 'clip.m4v'))
+  builder = codec.GopBuilder(48, 64)
+  seconds = dict.fromkeys(('decode', 'rgb', 'kernels'), 0.0)
+  references = list(codec.iter_gops(tmp_path / 'clip.m4v'))
+  assert [len(p) for p in packets] == [1 + g.num_pframes for g in references] and len(references) == 10
+  for gop_packets, reference in zip(packets[::-1], references[::-1]):  # later GOPs first: no state carried
+    gop = bitstream_bench.decode_gop(gop_packets, builder, seconds)
+    for name in ('iframe', 'motion_vectors', 'residuals', 'frame_motion_vectors'):
+      np.testing.assert_array_equal(getattr(gop, name), getattr(reference, name))
+  assert all(value > 0 for value in seconds.values())
