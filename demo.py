@@ -38,7 +38,7 @@ flags.DEFINE_integer(
 )
 cli.define_seeds((0, 1), 'Seeds of the fine-tuning and scratch runs (init, data order).')
 flags.DEFINE_integer('frames_per_video', 72, 'Frames per synthetic video: 6 GOPs, so clips of 4 GOPs differ.')
-flags.DEFINE_integer('map_downscale', 1, 'data_prep.convert --map_downscale: 2 stores 64x48 maps of the 128x96 videos.')
+flags.DEFINE_integer('map_downscale', 2, 'data_prep.convert --map_downscale (its default 2: 64x48 maps of 128x96).')
 
 DATA_SEEDS = {'pretrain': 1, 'labelled': 0}  # different seeds: different videos in the two sets
 

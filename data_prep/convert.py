@@ -92,16 +92,17 @@ class Settings:
     width, height: re-encoded frame size in pixels (CoViAR: 340x256).
     gop_size: frames per GOP of the re-encoding (CoViAR: 12).
     encoding: record encoding, 'default' or 'lossless' (imr_jax.data.schema).
-    map_downscale: the maps are stored at (width, height) / map_downscale (schema.downscale_maps): 2
-      stores 170x128 maps of CoViAR's 340x256 codec, matched to 112-px training crops, for a 3x cheaper
-      input pipeline (README, Performance).
+    map_downscale: the maps are stored at (width, height) / map_downscale (schema.downscale_maps). 2 (the
+      default) stores 170x128 maps of CoViAR's 340x256 codec, matched to the 112-px crops of every config
+      but r50: a 3x cheaper input pipeline and 0.4x the bytes (README, Measured numbers). 1 stores the
+      codec's maps as they are (for r50's 224-px crops).
   """
 
   width: int = 340
   height: int = 256
   gop_size: int = 12
   encoding: str = 'default'
-  map_downscale: int = 1
+  map_downscale: int = 2
 
   @property
   def map_size(self) -> tuple[int, int]:
@@ -681,9 +682,9 @@ def define_flags() -> None:
   flags.DEFINE_enum('encoding', 'default', schema.ENCODINGS, 'Record encoding (imr_jax/data/schema.py).')
   flags.DEFINE_integer(
       'map_downscale',
-      1,
-      'Store the maps at 1/N of the re-encoded size (2: 170x128 maps for 112-px training crops, a 3x '
-      "cheaper input pipeline; 1: CoViAR's full 340x256, for 224-px crops).",
+      Settings.map_downscale,
+      "Store the maps at 1/N of the re-encoded size: 2 (170x128 of 340x256) for 112-px crops, the configs' "
+      "default, a 3x cheaper input pipeline; 1 (the codec's own 340x256) for r50's 224-px crops.",
   )
   flags.DEFINE_integer('videos_per_shard', 32, 'Videos per shard file.')
   flags.DEFINE_bool('strict', False, 'Stop at the first video that fails instead of recording it.')

@@ -96,9 +96,15 @@ def _check_structure(features: dict[str, np.ndarray], manifest: dict[str, Any]) 
   """Problems of one parsed record's sizes, counts and label (empty when it is fine)."""
   problems = []
   (height, width), gop_size = stored_size(manifest), manifest['gop_size']
-  for key, expected in ((schema.VIDEO_HEIGHT, height), (schema.VIDEO_WIDTH, width), (schema.VIDEO_GOP_SIZE, gop_size)):
+  factor = manifest.get('map_downscale', 1)
+  for key, expected, said in (
+      (schema.VIDEO_HEIGHT, height, manifest['height']),
+      (schema.VIDEO_WIDTH, width, manifest['width']),
+      (schema.VIDEO_GOP_SIZE, gop_size, gop_size),
+  ):
     if features[key] != expected:
-      problems.append(f'{key} is {features[key]}, the manifest says {expected}')
+      scaled = f' ({said} / map_downscale {factor})' if expected != said else ''
+      problems.append(f'{key} is {features[key]}, the manifest says {expected}{scaled}')
   label = int(features[schema.VIDEO_LABEL])
   if not -1 <= label < len(manifest['label_names']):
     problems.append(f'label {label} is outside [-1, {len(manifest["label_names"])})')

@@ -94,7 +94,7 @@ def test_records_hold_exactly_the_codec_output(real_clips, tmp_path):
   clip = next(p for p in real_clips if p.name == 'carphone_distorted.mp4')
   (tmp_path / 'source/test/phone').mkdir(parents=True)
   shutil.copy(clip, tmp_path / 'source/test/phone/carphone.mp4')
-  settings = convert.Settings(width=64, height=48, gop_size=12, encoding='lossless')
+  settings = convert.Settings(width=64, height=48, gop_size=12, encoding='lossless', map_downscale=1)
   convert.convert(datasets.folder(tmp_path / 'source'), tmp_path / 'out', settings=settings, log=QUIET)
   (serialized,) = _records(tmp_path / 'out')
   features = schema.parse_example(serialized)
@@ -328,7 +328,7 @@ def test_verify_reports_damage(reference, tmp_path):
   (out / 'manifest.json').write_text(json.dumps(manifest))
   problems = verify.verify(out, log=QUIET)
   assert any('unreadable after 1 records' in p for p in problems)
-  assert any('video/height is 48, the manifest says 50' in p for p in problems)
+  assert any('video/height is 24, the manifest says 25 (50 / map_downscale 2)' in p for p in problems)
   assert any('train: 3 records, the manifest says 4' in p for p in problems)
   with pytest.raises(verify.NotADatasetError):
     verify.verify(tmp_path / 'nothing')
