@@ -16,7 +16,8 @@ flips). tf.data runs on a private pool of --num_threads threads (intra-op parall
 --num_threads=1 the pipeline uses one core and clips/s is clips/s/core. The CPU time of the process is
 measured too: clips per CPU-second is the per-core rate even on a busy machine, where wall-clock rates
 are pessimistic. The data sets are timed in turns (--rounds), so a change in the machine's load falls
-on all of them alike; the table gives each one's best round and its ratio to the first data set.
+on all of them alike; the table gives each one's best round (and every round) and its ratio to the first
+data set.
 """
 
 import os
@@ -123,12 +124,18 @@ def _compare_views(data_dirs: Sequence[str]) -> None:
 def main(argv: Sequence[str]) -> None:
   del argv
   num_threads = _NUM_THREADS.value or None
-  readers = {}
-  for data_dir in _DATA_DIRS.value:
-    config, batches = _batches(data_dir, num_threads)
-    for _ in range(_WARMUP_BATCHES.value):
-      batch = next(batches)
-    readers[data_dir] = batches
+  # Each round builds every pipeline afresh and drops it after timing: a pipeline left alive would go on
+  # prefetching in its threads while another one is timed.
+  rates = {data_dir: [] for data_dir in _DATA_DIRS.value}  # (clips per CPU-second, per wall-second)
+  clips = _NUM_BATCHES.value * _BATCH_SIZE.value
+  for _ in range(_ROUNDS.value):
+    for data_dir in _DATA_DIRS.value:
+      config, batches = _batches(data_dir, num_threads)
+      for _ in range(_WARMUP_BATCHES.value):
+        next(batches)
+      wall, cpu, batch = _time(batches)
+      del batches
+      rates[data_dir].append((clips / cpu, clips / wall))
   data = config.data
   print(
       f'clip: {data.num_gops} GOPs x {data.p_per_gop} P-frames/GOP, {data.crop_size} px crops; '
@@ -136,27 +143,26 @@ def main(argv: Sequence[str]) -> None:
       f'tf.data threads {num_threads or "default"}'
   )
   print('batch: ' + ', '.join(f'{k} {v.dtype}{list(v.shape)}' for k, v in sorted(batch.items())))
-  best = {data_dir: (0.0, 0.0) for data_dir in readers}  # clips per CPU-second, per wall-second
-  clips = _NUM_BATCHES.value * _BATCH_SIZE.value
-  for _ in range(_ROUNDS.value):
-    for data_dir, batches in readers.items():
-      wall, cpu, _ = _time(batches)
-      best[data_dir] = max(best[data_dir][0], clips / cpu), max(best[data_dir][1], clips / wall)
-  print(f'{clips} clips per round, best of {_ROUNDS.value} rounds:')
-  print(f'{"data set":40s} {"maps":>9s} {"MB/video":>9s} {"clips/CPU-s":>12s} {"clips/s wall":>13s} {"ratio":>6s}')
-  first = best[_DATA_DIRS.value[0]][0]
-  for data_dir, (per_core, per_wall) in best.items():
+  print(f'{clips} clips per round; the best of {_ROUNDS.value} rounds, every round in brackets:')
+  print(f'{"data set":32s} {"maps":>9s} {"MB/video":>9s} {"clips/CPU-s":>12s} {"clips/s wall":>13s} {"ratio":>6s}')
+  first = max(rates[_DATA_DIRS.value[0]])[0]
+  for data_dir, measured in rates.items():
     info = pipeline.dataset_info(data_dir)
     factor = info.get('map_downscale', 1)
     maps = f'{info["width"] // factor}x{info["height"] // factor}'
     megabytes = sum(info['shard_bytes'].values()) / sum(info['splits'].values()) / 1e6
-    print(f'{data_dir:40s} {maps:>9s} {megabytes:9.2f} {per_core:12.1f} {per_wall:13.1f} {per_core / first:5.2f}x')
+    per_core, per_wall = max(measured)
+    every = ', '.join(f'{rate:.1f}' for rate, _ in measured)
+    print(
+        f'{data_dir:32s} {maps:>9s} {megabytes:9.2f} {per_core:12.1f} {per_wall:13.1f} {per_core / first:5.2f}x'
+        f'  ({every})'
+    )
     if _GPU_CLIPS_PER_S.value > 0:
       print(
           f'  feeding {_GPU_CLIPS_PER_S.value:.0f} clips/s per accelerator takes '
           f'{_GPU_CLIPS_PER_S.value / per_core:.1f} cores'
       )
-  if _COMPARE.value and len(readers) > 1:
+  if _COMPARE.value and len(rates) > 1:
     _compare_views(_DATA_DIRS.value)
 
 
