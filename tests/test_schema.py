@@ -232,3 +232,15 @@ def test_downscale_maps_by_hand():
   assert same[0] is iframe and same[3] is energy
   with pytest.raises(ValueError, match='multiples'):
     schema.downscale_maps(iframe=iframe, motion_vectors=motion_vectors, residuals=residuals, energy=energy, factor=3)
+
+
+def test_motion_vectors_stored_as_png_before_2026_12_02_still_decode():
+  """The default encoding's MVs were a 2-channel PNG of the same codes; the reader takes both forms."""
+  motion_vectors = np.random.default_rng(0).integers(-25, 26, (2, 6, 10, 2)).astype(np.int16)
+  current = [schema.encode_motion_vectors(mv, 'default') for mv in motion_vectors]
+  old = [schema._png(schema.quantize_motion_vectors(mv)) for mv in motion_vectors]  # pylint: disable=protected-access
+  assert old[0].startswith(b'\x89PNG') and not current[0].startswith(b'\x89PNG')
+  size = dict(encoding='default', height=6, width=10)
+  expected = np.clip(motion_vectors, -20, 20)
+  for encoded in (current, old, [current[0], old[1]]):
+    np.testing.assert_array_equal(schema.decode_motion_vectors(tf.constant(encoded), **size), expected)
