@@ -10,7 +10,8 @@ Variants are passed after the file name, separated by colons, e.g.
   demo   the synthetic data set and a small network: a CPU run of minutes (what `demo.py` uses;
          its values live in configs/demo.py)
   tiny   the smallest network and clip: a CPU run of seconds (what the tests use; configs/demo.py)
-  r50    3D-ResNet-50 streams on 224 x 224 crops (the paper's large setting)
+  r50    3D-ResNet-50 streams on 224 x 224 crops (the paper's large setting; wants data converted with
+         `data_prep.convert --map_downscale=1`, the codec's full 340x256 maps)
   bf16   bfloat16 compute (parameters and optimizer state stay float32)
 """
 
