@@ -378,12 +378,19 @@ def mark_session_start(workdir: str, start_step: int) -> None:
   TensorBoard treats every SessionLog START event after a run's first as a restart and drops the values
   it read at and after that event's step (TF2 event files get no other restart handling): a run resumed
   from step s, whose earlier start had logged steps after s before it was killed, shows each step once.
-  The event goes in a file of its own that sorts before the new writer's (event files are read in name
-  order, and names start with the Unix second), hence the wait for the next second on a resume.
+  The event goes in a file of its own that sorts after the earlier start's files and before the new
+  writer's (event files are read in name order, and names start with the Unix second; within one second
+  they sort by counters that say nothing of order), hence a wait for the next second before and after it
+  on a resume (a restart within the second of the earlier start's writer once showed its steps twice).
   """
   from tensorboard.compat.proto import event_pb2  # pylint: disable=g-import-not-at-top
   from tensorboard.summary.writer import event_file_writer  # pylint: disable=g-import-not-at-top
 
+  def next_second():
+    time.sleep(1.0 - time.time() % 1.0 + 0.01)
+
+  if start_step:
+    next_second()
   writer = event_file_writer.EventFileWriter(workdir, filename_suffix='.restart')
   writer.add_event(
       event_pb2.Event(
@@ -394,7 +401,7 @@ def mark_session_start(workdir: str, start_step: int) -> None:
   )
   writer.close()
   if start_step:  # a first start's event may sort anywhere: it only marks the session's beginning
-    time.sleep(1.0 - time.time() % 1.0 + 0.01)
+    next_second()
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: str, data_info: dict[str, Any]) -> None:

@@ -268,6 +268,20 @@ def test_steps_logged_again_after_a_resume_appear_once(stand_ins, tmp_path):
   assert learning_curves.read_scalars(tmp_path)['train/loss'].steps.tolist() == [1, 2, 3, 4, 5]
 
 
+def test_a_restart_marker_sorts_between_the_earlier_and_the_new_event_files(tmp_path):
+  """Even when the earlier start wrote its events in this very second (a quick test run does)."""
+  import time  # pylint: disable=g-import-not-at-top
+
+  # A name that sorts after any other file of its second.
+  earlier = tmp_path / f'events.out.tfevents.{int(time.time()):010d}.~.v2'
+  earlier.write_bytes(b'')
+  train.mark_session_start(str(tmp_path), start_step=2)
+  names = sorted(path.name for path in tmp_path.iterdir())
+  assert names[0] == earlier.name and names[1].endswith('.restart'), names
+  marked_second = int(names[1].split('.')[3])
+  assert int(time.time()) > marked_second  # the new writer's file sorts after the marker
+
+
 def test_finetune_config_without_init_from_refuses_to_train_from_scratch(stand_ins, tmp_path):
   from configs import finetune, supervised  # pylint: disable=g-import-not-at-top
 
