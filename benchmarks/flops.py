@@ -30,15 +30,18 @@ def every_tap_flops(fn: Callable[..., Any], *args: Any) -> float:
 
 
 def _conv_flops(eqn) -> float:
+  lhs = eqn.invars[0].aval.shape
   rhs = eqn.invars[1].aval.shape
   out = eqn.outvars[0].aval.shape
   _, rhs_spec, _ = eqn.params['dimension_numbers']
-  rhs_in_features = rhs[rhs_spec[1]]
   rhs_taps = math.prod(rhs[d] for d in rhs_spec[2:])
-  # lhs_dilation: the gradient of a strided convolution, over an input with zeros inserted; its real
-  # taps are 1 / prod(dilation) of them, as many as the forward's.
-  dilation = math.prod(eqn.params['lhs_dilation'])
-  return 2.0 * math.prod(out) * rhs_taps * rhs_in_features / dilation
+  if any(d > 1 for d in eqn.params['lhs_dilation']):
+    # The input gradient of a strided convolution: a convolution over the output gradient with zeros
+    # inserted. Its real multiply-adds are the forward's: every real input element (the forward's output
+    # positions, all features) meets every tap and every output feature once. (Dividing the dilated
+    # count by the dilation is the same only when the sizes divide evenly.)
+    return 2.0 * math.prod(lhs) * rhs_taps * rhs[rhs_spec[0]]
+  return 2.0 * math.prod(out) * rhs_taps * rhs[rhs_spec[1]]
 
 
 def _dot_flops(eqn) -> float:

@@ -2,7 +2,9 @@
 
 `train_and_evaluate(config, workdir)` reads top to bottom: build the model and task, restore-or-init,
 then one loop over steps with periodic logging, evaluation and checkpoints. The step functions are pure
-and jitted once over a device mesh (batch split on 'data', state replicated).
+and jitted once over a device mesh (batch split on 'data', state replicated). The input pipeline and
+CLU's metric writers (TensorFlow) are imported inside the functions that use them, so the model, task,
+optimizer and step functions import without TensorFlow (benchmarks/train_step_bench.py on a GPU machine).
 """
 
 import contextlib
@@ -23,13 +25,11 @@ import ml_collections
 import numpy as np
 import optax
 from absl import logging
-from clu import metric_writers, periodic_actions
 from etils import epath
 from flax import traverse_util
 from flax.training import train_state
 
 from imr_jax import checkpoints, cli, metrics as metrics_lib, models, parallel, preflight, tasks
-from imr_jax.data import pipeline
 
 FINAL_METRICS_FILE = 'final_metrics.json'
 CONFIG_FILE = preflight.CONFIG_FILE
@@ -228,6 +228,8 @@ def eval_batches(config: ml_collections.ConfigDict, task, host_batch_size: int) 
   config.num_eval_steps batches when that is > 0. One view per video keeps a batch's examples distinct
   videos, as CTP's mismatched clips and InfoNCE's negatives need; padding carries mask 0.
   """
+  from imr_jax.data import pipeline  # TensorFlow: imported where used (see the module docstring)
+
   eval_config = config
   if config.task.name != 'classification':
     eval_config = copy.deepcopy(config)
@@ -314,6 +316,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   Raises:
     checkpoints.Preempted: after a SIGTERM, once the checkpoint of the step it stopped at is saved.
   """
+  from imr_jax.data import pipeline  # TensorFlow: imported where used
+
   preflight.check_init_from(config)
   workdir = preflight.absolute(workdir)
   epath.Path(workdir).mkdir(parents=True, exist_ok=True)
@@ -429,6 +433,9 @@ def write_config(config: ml_collections.ConfigDict, workdir: str, data_info: dic
 def _train_and_evaluate(
     config: ml_collections.ConfigDict, workdir: str, preemption: checkpoints.PreemptionWatch
 ) -> dict[str, float]:
+  from clu import metric_writers, periodic_actions  # TensorFlow: imported where used
+  from imr_jax.data import pipeline
+
   mesh = parallel.make_mesh()
   replicated, data_sharding = parallel.replicated(mesh), parallel.data_sharding(mesh)
   info = pipeline.dataset_info(config.dataset.data_dir)

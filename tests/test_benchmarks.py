@@ -29,9 +29,10 @@ def test_every_tap_counts_a_convolution_by_hand():
   assert flops.xla_flops(valid, x, w) == flops.every_tap_flops(valid, x, w) == 2 * (2 * 2 * 6 * 6 * 5) * 27 * 3
 
 
-@pytest.mark.parametrize('stride', [1, 2])
-def test_a_gradient_counts_as_its_forward(stride):
-  x, w = jnp.ones((1, 4, 8, 8, 2)), jnp.ones((3, 3, 3, 2, 5))
+@pytest.mark.parametrize('stride, size', [(1, 8), (2, 8), (2, 7)])
+def test_a_gradient_counts_as_its_forward(stride, size):
+  # size 7 with stride 2: 4 outputs per axis, not 7 / 2 (PyTorch's flop_counter counts the forward's).
+  x, w = jnp.ones((1, size, size, size, 2)), jnp.ones((3, 3, 3, 2, 5))
   forward = flops.every_tap_flops(lambda x, w: conv(x, w, stride), x, w)
   # The forward again, then the input and kernel gradients: two convolutions of the forward's cost each
   # (PyTorch counts the same), the strided one's input gradient counted without the zeros it inserts.
@@ -49,20 +50,35 @@ def test_every_tap_counts_matrix_products_inside_nested_programs():
   assert flops.every_tap_flops(scanned, a, b) == 2 * 3 * 7 * 13 * 11
 
 
-def test_train_step_bench_prints_its_table_on_the_cpu():
+# Runs a module with TensorFlow, PyAV and Beam unimportable, as on the GPU machine (jax, flax, optax, torch).
+WITHOUT_TENSORFLOW = (
+    'import runpy, sys\n'
+    'for name in ("tensorflow", "tensorflow_datasets", "av", "apache_beam"):\n'
+    '  sys.modules[name] = None\n'
+    'sys.argv = sys.argv[1:]\n'
+    'runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)\n'
+)
+
+
+def test_train_step_bench_prints_its_table_on_the_cpu_without_tensorflow():
   output = _run(
       [
-          '-m',
+          '-c',
+          WITHOUT_TENSORFLOW,
           'benchmarks.train_step_bench',
-          '--config=configs/pmsp.py:tiny',
+          '--config=configs/pmsp_ctp.py:tiny',
+          '--rows=imr',
           '--batch_sizes=2',
           '--dtypes=float32',
           '--steps=1',
           '--peak_matmul_size=64',
       ]
   )
-  assert re.search(r'Measured matmul rate per device \(float32 [0-9.]+ TFLOP/s', output), output
-  row = re.search(r'^float32\s+2\s+[0-9.]+\s+[0-9.]+\s+[0-9.]+\s+([0-9.e-]+)\s+([0-9.e-]+)\s+([0-9.]+)%$', output, re.M)
+  assert 'task=pmsp_ctp' in output and 'connections=bidirectional' in output, output
+  assert re.search(r'Measured matmul rate per device \(64\^2 operands, best of 10\): float32 JAX [0-9.]+', output)
+  row = re.search(
+      r'^imr\s+float32\s+2\s+[0-9.]+\s+[0-9.]+\s+[0-9.]+\s+([0-9.e-]+)\s+([0-9.e-]+)\s+([0-9.]+)%$', output, re.M
+  )
   assert row, output
   xla, every_tap, mfu = map(float, row.groups())
   assert 0 < xla <= every_tap and mfu > 0

@@ -26,6 +26,7 @@ import pytest
 
 from configs import default
 from imr_jax import checkpoints, cli, learning_curves, metrics as metrics_lib, models, parallel, train
+from imr_jax.data import pipeline
 from tests import numerics
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -171,7 +172,7 @@ def stand_ins(monkeypatch):
 
   def use(fake: FakePipeline) -> FakePipeline:
     for name in ('dataset_info', 'train_iterator', 'eval_iterator'):
-      monkeypatch.setattr(train.pipeline, name, getattr(fake, name), raising=False)
+      monkeypatch.setattr(pipeline, name, getattr(fake, name), raising=False)
     return fake
 
   use(FakePipeline())
