@@ -46,6 +46,7 @@ from ml_collections import config_flags
 import numpy as np
 
 from benchmarks import flops
+from benchmarks import profile_summary
 from imr_jax import parallel
 from imr_jax import train
 
@@ -144,7 +145,8 @@ def time_step(config, batch_size: int, num_classes: int, steps: int, profile_dir
   if profile_dir:
     with jax.profiler.trace(profile_dir):
       run()
-    print(f'jax.profiler trace of {steps} steps written under {profile_dir} (tensorboard --logdir, or Perfetto)')
+    print(f'jax.profiler trace of {steps} steps written under {profile_dir} (tensorboard --logdir, or Perfetto):')
+    print(profile_summary.format_table(profile_summary.summarise(profile_dir, step.as_text()), steps))
   if not bool(np.all(np.asarray(finite))):
     raise RuntimeError('The timed steps produced a non-finite loss or gradient.')
   return {

@@ -60,7 +60,7 @@ WITHOUT_TENSORFLOW = (
 )
 
 
-def test_train_step_bench_prints_its_table_on_the_cpu_without_tensorflow():
+def test_train_step_bench_prints_its_table_on_the_cpu_without_tensorflow(tmp_path):
   output = _run(
       [
           '-c',
@@ -72,8 +72,13 @@ def test_train_step_bench_prints_its_table_on_the_cpu_without_tensorflow():
           '--dtypes=float32',
           '--steps=1',
           '--peak_matmul_size=64',
+          f'--profile_dir={tmp_path}',
       ]
   )
+  # The profile's summary: the step's time by part of the network, the stem's convolutions among it.
+  stem = re.search(r'^stem(\s+[0-9.]+)+\s+([0-9.]+)%$', output, re.M)
+  assert stem and float(stem.group(2)) > 0, output
+  assert re.search(r'^all: [0-9.]+ ms/step of XLA operations; convolution [0-9.]+%', output, re.M), output
   assert 'task=pmsp_ctp' in output and 'connections=bidirectional' in output, output
   assert re.search(r'Measured matmul rate per device \(64\^2 operands, best of 10\): float32 JAX [0-9.]+', output)
   row = re.search(

@@ -58,6 +58,7 @@ def _torch_inputs(inputs):
   return {name: torch.from_numpy(np.asarray(x).transpose(0, 4, 1, 2, 3).copy()) for name, x in inputs.items()}
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize(
     'depth, widths, p_temporal_strides, i_temporal_strides',
     [
