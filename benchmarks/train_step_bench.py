@@ -33,22 +33,28 @@ clips/s of all; the PyTorch rows use one device. float32 rows run each framework
 (both use TF32 for float32 convolutions on NVIDIA GPUs since Ampere).
 
 The import path needs jax, flax, optax, orbax, clu and ml_collections (pure Python), and torch for its rows:
-no TensorFlow or PyAV (tested).
+no TensorFlow or PyAV (tested). Both frameworks share the GPU in one process, so JAX does not preallocate
+its memory here (XLA_PYTHON_CLIENT_PREALLOCATE=false unless set); a row that fails (out of memory, a
+non-finite loss) prints as failed and the table goes on. Run fewer `--rows` per process if memory is short.
 """
 
 import functools
+import os
 import time
 
-from absl import app
-from absl import flags
-import jax
-from ml_collections import config_flags
-import numpy as np
+# JAX and PyTorch share the GPU in one process: JAX must not take 75% of its memory up front.
+os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
 
-from benchmarks import flops
-from benchmarks import profile_summary
-from imr_jax import parallel
-from imr_jax import train
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+import jax  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+import numpy as np  # noqa: E402
+
+from benchmarks import flops  # noqa: E402
+from benchmarks import profile_summary  # noqa: E402
+from imr_jax import parallel  # noqa: E402
+from imr_jax import train  # noqa: E402
 
 ROWS = (
     'imr',
@@ -189,7 +195,12 @@ def time_torch_step(row: str, config, dtype: str, batch_size: int, num_classes: 
       bfloat16=dtype == 'bfloat16',
       compiled=row.endswith('_compiled'),
   )
-  timing = torch_reference.time_train_step(step, inputs, labels, steps)
+  try:
+    timing = torch_reference.time_train_step(step, inputs, labels, steps)
+  finally:
+    del model, step, inputs
+    if device.type == 'cuda':
+      torch.cuda.empty_cache()  # hand the memory back for the JAX rows that follow
   return {
       'compile_s': timing['compile_s'],
       'step_s': timing['step_s'],
