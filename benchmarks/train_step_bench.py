@@ -36,9 +36,12 @@ The import path needs jax, flax, optax, orbax, clu and ml_collections (pure Pyth
 no TensorFlow or PyAV (tested). Both frameworks share the GPU in one process, so JAX does not preallocate
 its memory here (XLA_PYTHON_CLIENT_PREALLOCATE=false unless set); a row that fails (out of memory, a
 non-finite loss) prints as failed and the table goes on. Run fewer `--rows` per process if memory is short.
+For a machine lent for minutes, `--time_budget_s` starts no row past that time and `--results` keeps every
+row timed so far as JSON lines; benchmarks/gpu_check.sh is the whole GPU check in one command.
 """
 
 import functools
+import json
 import os
 import time
 
@@ -47,6 +50,7 @@ os.environ.setdefault('XLA_PYTHON_CLIENT_PREALLOCATE', 'false')
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+from etils import epath  # noqa: E402
 import jax  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 import numpy as np  # noqa: E402
@@ -75,6 +79,16 @@ _ROWS = flags.DEFINE_list('rows', list(ROWS), f'Which rows to time, of {ROWS}.')
 _CHANNELS_LAST = flags.DEFINE_bool('torch_channels_last', True, 'PyTorch rows in channels_last_3d memory format.')
 _PROFILE_DIR = flags.DEFINE_string(
     'profile_dir', None, "Write a jax.profiler trace of the first imr row's timed steps here (TensorBoard / Perfetto)."
+)
+_RESULTS = flags.DEFINE_string(
+    'results',
+    None,
+    'Append each row as one JSON line to this file as soon as it is timed (kept if the run is cut off).',
+)
+_TIME_BUDGET_S = flags.DEFINE_float(
+    'time_budget_s',
+    None,
+    'Start no row after this many seconds (rows left print as skipped), to end inside a time limit.',
 )
 
 
@@ -260,12 +274,25 @@ def main(argv):
       f'{"GFLOPs/clip XLA":>17}{"every tap":>11}{"MFU":>8}'
   )
   profile_dir = _PROFILE_DIR.value
+  start = time.perf_counter()
   for dtype in dtypes:
     with config.unlocked():
       config.model.dtype = dtype
     for batch_size in map(int, _BATCH_SIZES.value):
       every_tap_of = {}
       for row in rows:
+        record = {
+            'row': row,
+            'dtype': dtype,
+            'batch_size': batch_size,
+            'device': devices[0].device_kind,
+            'depth': model.depth,
+            'crop_size': config.data.crop_size,
+        }
+        budget = _TIME_BUDGET_S.value
+        if budget is not None and time.perf_counter() - start > budget:
+          print(f'{row:<29}{dtype:<10}{batch_size:>6}  skipped: past --time_budget_s={budget:g}', flush=True)
+          continue
         try:
           if row == 'imr':
             result = time_step(config, batch_size, _NUM_CLASSES.value, _STEPS.value, profile_dir)
@@ -276,20 +303,32 @@ def main(argv):
             result = time_torch_step(row, config, dtype, batch_size, _NUM_CLASSES.value, _STEPS.value)
         except (RuntimeError, ValueError) as error:  # one failing row leaves the rest of the table
           print(f'{row:<29}{dtype:<10}{batch_size:>6}  failed: {error}', flush=True)
+          _append_result(record | {'error': str(error)})
           continue
         clips_per_s = batch_size / result['step_s']
         every_tap = every_tap_of[row] = result['every_tap_flops'] / batch_size
         mfu = every_tap * clips_per_s / result['devices'] / max(peak[dtype].values())
-        xla = '-' if result['xla_flops'] is None else f'{result["xla_flops"] / batch_size / 1e9:.4g}'
+        xla = None if result['xla_flops'] is None else result['xla_flops'] / batch_size
         print(
             f'{row:<29}{dtype:<10}{batch_size:>6}{result["compile_s"]:>11.1f}{1e3 * result["step_s"]:>10.1f}'
-            f'{clips_per_s:>10.1f}{xla:>17}{every_tap / 1e9:>11.4g}{mfu:>8.1%}',
+            f'{clips_per_s:>10.1f}{"-" if xla is None else f"{xla / 1e9:.4g}":>17}{every_tap / 1e9:>11.4g}{mfu:>8.1%}',
             flush=True,
+        )
+        _append_result(
+            record
+            | result
+            | {'clips_per_s': clips_per_s, 'xla_flops_per_clip': xla, 'every_tap_flops_per_clip': every_tap, 'mfu': mfu}
         )
       ours, theirs = every_tap_of.get('imr_reference'), every_tap_of.get('torch_reference')
       if ours is not None and theirs is not None and config.model.strided_conv == 'native':
         verdict = 'equal' if ours == theirs else f'DIFFERENT by {ours - theirs:+.6g}'
         print(f'  FLOP check: our every-tap count of the reference step and torch.utils.flop_counter: {verdict}')
+
+
+def _append_result(record: dict) -> None:
+  if _RESULTS.value:
+    with epath.Path(_RESULTS.value).open('a') as f:
+      f.write(json.dumps(record) + '\n')
 
 
 if __name__ == '__main__':

@@ -1,6 +1,9 @@
 """The FLOP counts behind the cost table and MFU (benchmarks/flops.py), and the train-step benchmark on the CPU."""
 
+import json
 import re
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +11,9 @@ from jax import lax
 import pytest
 
 from benchmarks import flops
+from tests.test_main import _env
 from tests.test_main import _run
+from tests.test_main import REPO
 
 DIMENSIONS = ('NTHWC', 'THWIO', 'NTHWC')
 
@@ -87,6 +92,43 @@ def test_train_step_bench_prints_its_table_on_the_cpu_without_tensorflow(tmp_pat
   assert row, output
   xla, every_tap, mfu = map(float, row.groups())
   assert 0 < xla <= every_tap and mfu > 0
+
+
+def test_gpu_check_runs_its_three_benchmarks_and_keeps_every_row(tmp_path):
+  """benchmarks/gpu_check.sh, its runs shrunk to one tiny CPU row each by GPU_CHECK_ARGS."""
+  tiny = '--config=configs/pmsp_ctp.py:tiny --rows=imr --batch_sizes=2 --dtypes=float32 --steps=1 --peak_matmul_size=64'
+  env = _env() | {'PYTHON': sys.executable, 'GPU_CHECK_ARGS': tiny}
+  result = subprocess.run(
+      ['bash', 'benchmarks/gpu_check.sh', str(tmp_path)], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+  )
+  log = (tmp_path / 'bench.log').read_text()
+  assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+  assert log.count('+ train_step_bench') == 3 and 'jax.profiler trace of 1 steps' in log, log
+  rows = [json.loads(line) for line in (tmp_path / 'rows.jsonl').read_text().splitlines()]
+  assert [(row['row'], row['dtype'], row['batch_size']) for row in rows] == [('imr', 'float32', 2)] * 3, rows
+  for row in rows:
+    assert row['clips_per_s'] == pytest.approx(2 / row['step_s'])
+    assert 0 < row['xla_flops_per_clip'] <= row['every_tap_flops_per_clip'] and row['mfu'] > 0
+  assert (tmp_path / 'machine.txt').exists()
+
+
+def test_train_step_bench_starts_no_row_past_its_time_budget(tmp_path):
+  output = _run(
+      [
+          '-m',
+          'benchmarks.train_step_bench',
+          '--config=configs/pmsp_ctp.py:tiny',
+          '--rows=imr,imr_reference',
+          '--batch_sizes=2',
+          '--dtypes=float32',
+          '--peak_matmul_size=64',
+          '--time_budget_s=0',
+          f'--results={tmp_path / "rows.jsonl"}',
+      ]
+  )
+  assert re.search(r'^imr\s+float32\s+2\s+skipped: past --time_budget_s=0$', output, re.M), output
+  assert re.search(r'^imr_reference\s+float32\s+2\s+skipped', output, re.M), output
+  assert not (tmp_path / 'rows.jsonl').exists()
 
 
 def test_runtime_table_prints_every_row_on_the_cpu():
