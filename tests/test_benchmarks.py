@@ -131,6 +131,12 @@ def test_train_step_bench_starts_no_row_past_its_time_budget(tmp_path):
   assert not (tmp_path / 'rows.jsonl').exists()
 
 
+def test_conv_bench_checks_and_times_both_formulations():
+  output = _run(['-m', 'benchmarks.conv_bench', '--shapes=2x5x8x8x16', '--repeats=1'])
+  for row in ('xla_conv3d', 'xla_2d_per_tap'):
+    assert re.search(rf'^2x5x8x8x16\s+{row}\s+[0-9.]+ \([0-9]+\)\s+[0-9.]+ \([0-9]+\)$', output, re.M), output
+
+
 def test_runtime_table_prints_every_row_on_the_cpu():
   output = _run(['-m', 'benchmarks.runtime_table', '--variant=tiny', '--repeats=1', '--batch_size=2', '--clips=1'])
   assert re.search(r're-encode to MPEG-4 \(one-off\) [0-9.]+, compressed-domain extraction [0-9.]+, RGB', output)
