@@ -5,7 +5,9 @@ stem (conv (k_t, 7, 7) /(1, 2, 2) with PyTorch's `k // 2` padding, batch norm, R
 /(1, 2, 2), widened in time when the stem's temporal stride is above 1), the same blocks (ResNet v1.5:
 the bottleneck's stride on its 3x3x3 conv; projection shortcuts where the shape changes; zero-initialised
 last batch-norm scale), the same temporal strides and widths, and the input batch norm of the M and R
-streams. Module names mirror the Flax ones, so `load_flax_variables` copies a Flax model's parameters and
+streams, whose affine part is folded into the stem's convolution as in Flax (`resnet3d.AffineInputConv`:
+conv(scale * x_hat + bias, W) = conv(x_hat, scale * W) + the convolution of the frame's inside with the
+folded bias, so neither side computes the gradient of the stem's input). Module names mirror the Flax ones, so `load_flax_variables` copies a Flax model's parameters and
 batch statistics in, and tests/test_torch_reference.py checks that both compute the same features and
 gradients, and that `torch.utils.flop_counter` counts the same FLOPs as `benchmarks.flops.every_tap_flops`.
 
@@ -105,8 +107,23 @@ class Stem(nn.Module):
     pool_t = max(kt, temporal_stride) if temporal_stride > 1 else 1
     self.pool = nn.MaxPool3d((pool_t, 3, 3), (temporal_stride, 2, 2), padding=(pool_t // 2, 1, 1))
 
-  def forward(self, x: torch.Tensor) -> torch.Tensor:
-    return self.pool(F.relu(self.norm(self.conv(x))))
+  def forward(self, x: torch.Tensor, input_affine: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    if input_affine is None:
+      y = self.conv(x)
+    else:  # conv(scale * x + bias), as resnet3d.AffineInputConv
+      scale, bias = (v.view(1, -1, 1, 1, 1) for v in input_affine)
+      weight, stride = self.conv.weight, self.conv.stride
+      y = F.conv3d(x, weight * scale, stride=stride, padding=self.conv.padding)
+      inside = [
+          torch.from_numpy(resnet3d.inside_taps(*axis)).to(x.device, weight.dtype)
+          for axis in zip(x.shape[2:], self.conv.kernel_size, stride)
+      ]
+      b = (weight * bias).sum(1)  # (features, k_t, k_h, k_w)
+      b = torch.einsum('oijk,wk->oijw', b, inside[2])
+      b = torch.einsum('oijw,hj->oihw', b, inside[1])
+      b = torch.einsum('oihw,ti->othw', b, inside[0])
+      y = y + b.to(y.dtype)
+    return self.pool(F.relu(self.norm(y)))
 
 
 class Stage(nn.Module):
@@ -157,10 +174,21 @@ class ResNet3D(nn.Module):
     self.out_channels = channels
 
   def forward(self, x: torch.Tensor) -> torch.Tensor:
-    if self.input_norm is not None:
-      # At least float32, as the Flax input norm (autocast leaves batch norm in its input's dtype).
-      x = self.input_norm(x.to(torch.promote_types(x.dtype, torch.float32)))
-    x = self.stem(x)
+    if self.input_norm is None:
+      x = self.stem(x)
+    else:
+      # At least float32, as the Flax input norm (autocast leaves batch norm in its input's dtype); its
+      # scale and bias go to the stem's conv (resnet3d.InputNorm).
+      norm = self.input_norm
+      x_hat = F.batch_norm(
+          x.to(torch.promote_types(x.dtype, torch.float32)),
+          norm.running_mean,
+          norm.running_var,
+          training=self.training,
+          momentum=_BN_MOMENTUM,
+          eps=_BN_EPSILON,
+      )
+      x = self.stem(x_hat, input_affine=(norm.weight, norm.bias))
     for name in resnet3d.STAGE_NAMES:
       x = getattr(self, name)(x)
     return x.mean(dim=(2, 3, 4), dtype=torch.promote_types(x.dtype, torch.float32))

@@ -263,6 +263,87 @@ def test_gradient_reaches_p_stream_only_through_connections(mode):
     assert is_zero(m_grads['res5'])
 
 
+# --- the input norm's affine part, folded into the stem's conv ------------------------------------
+
+
+class _InputNormThenConv(nn.Module):
+  """The stem's first layers as nn.BatchNorm followed by the conv (the reference), or folded."""
+
+  folded: bool
+  kernel: tuple[int, int, int] = (3, 7, 7)
+  strides: tuple[int, int, int] = (1, 2, 2)
+
+  @nn.compact
+  def __call__(self, x, train):
+    if self.folded:
+      x_hat, scale, bias = resnet3d.InputNorm(name='input_norm')(x, train)
+      return resnet3d.AffineInputConv(5, self.kernel, self.strides, x.dtype, name='conv')(x_hat, scale, bias)
+    x = nn.BatchNorm(
+        use_running_average=not train,
+        momentum=0.9,
+        epsilon=1e-5,
+        dtype=x.dtype,
+        param_dtype=jnp.float32,
+        name='input_norm',
+    )(x)
+    return resnet3d._conv(5, self.kernel, self.strides, dtype=x.dtype, name='conv')(x)  # pylint: disable=protected-access
+
+
+def test_inside_taps_by_hand():
+  # 5 positions, kernel 3 padded by 1, stride 2: outputs centred on 0, 2, 4 read -1..1, 1..3, 3..5.
+  np.testing.assert_array_equal(resnet3d.inside_taps(5, 3, 2), [[0, 1, 1], [1, 1, 1], [1, 1, 0]])
+  np.testing.assert_array_equal(resnet3d.inside_taps(2, 7, 2), [[0, 0, 0, 1, 1, 0, 0]])
+  np.testing.assert_array_equal(resnet3d.inside_taps(3, 1, 1), [[1], [1], [1]])
+
+
+def test_folded_input_norm_has_batch_norms_variables_and_initial_values():
+  x = jax.random.normal(jax.random.key(0), (2, 3, 9, 8, 3))
+  reference, folded = (_InputNormThenConv(f).init(jax.random.key(1), x, train=False) for f in (False, True))
+  jax.tree.map(np.testing.assert_array_equal, flax.core.unfreeze(folded), flax.core.unfreeze(reference))
+
+
+@pytest.mark.numerics
+@pytest.mark.parametrize(
+    'kernel, strides, shape',
+    [
+        ((3, 7, 7), (1, 2, 2), (2, 3, 13, 10, 3)),
+        ((1, 7, 7), (1, 2, 2), (3, 2, 9, 9, 2)),
+        ((3, 3, 3), (2, 1, 2), (2, 5, 4, 3, 2)),
+    ],
+)
+def test_folded_input_norm_computes_batch_norm_then_conv(kernel, strides, shape):
+  """Outputs, updated statistics and the gradients of scale, bias and kernel, in both modes.
+
+  In float64, to FLOAT64_RTOL of each array's magnitude (tests/numerics.py): the two differ only in
+  the order of their roundings (scale * (W x) against (scale W) x).
+  """
+  with jax.enable_x64(True):
+    x = 3.0 + 2.0 * jax.random.normal(jax.random.key(2), shape, jnp.float64)  # off-centre, as raw MVs can be
+    modules = {f: _InputNormThenConv(f, kernel, strides) for f in (False, True)}
+    variables = jax.tree.map(lambda a: a.astype(jnp.float64), modules[False].init(jax.random.key(3), x, train=False))
+    rng = np.random.default_rng(4)
+    channels = shape[-1]
+    variables['params']['input_norm'] = {'scale': rng.uniform(0.5, 2, channels), 'bias': rng.normal(size=channels)}
+    variables['batch_stats']['input_norm'] = {'mean': rng.normal(size=channels), 'var': rng.uniform(0.5, 2, channels)}
+    variables = jax.tree.map(jnp.asarray, variables)
+
+    def run(folded, train):
+      def loss(params):
+        y, updates = modules[folded].apply({**variables, 'params': params}, x, train=train, mutable=['batch_stats'])
+        return jnp.sum(jnp.sin(y)), (y, updates)
+
+      return jax.grad(loss, has_aux=True)(variables['params'])
+
+    for train in (True, False):
+      expected, actual = run(False, train), run(True, train)
+      jax.tree_util.tree_map_with_path(
+          lambda path, e, a: numerics.relative_to_magnitude(a, e, numerics.FLOAT64_RTOL, jax.tree_util.keystr(path)),
+          expected,
+          actual,
+      )
+      assert float(jnp.abs(actual[0]['input_norm']['bias']).max()) > 0
+
+
 # --- strided_conv='subsample' -------------------------------------------------------------------
 
 

@@ -19,13 +19,21 @@ s-th output (a 1x1x1 conv: every s-th input first). With the symmetric `k // 2` 
 the same function, with the same parameters; only the cost differs. It exists for XLA:CPU, whose
 transposed convolution (the input gradient of a strided conv) is several times slower than the
 stride-1 conv's gradient; accelerators keep 'native'.
+
+The input batch norm of the M and R streams hands its affine part to the stem's convolution
+(`InputNorm`, `AffineInputConv`): conv(scale * x_hat + bias, W) is computed as conv(x_hat, scale * W)
+plus the convolution of the frame's inside with the bias folded into W. It is the same function with
+the same variables, but its gradient no longer needs the stem's input gradient: a full-resolution
+convolution into 2 or 3 channels, which was 73% of the CPU demo's step time (benchmarks/profile_summary.py).
 """
 
 import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
+from jax import lax
 import jax.numpy as jnp
+import numpy as np
 
 STAGE_NAMES = ('res2', 'res3', 'res4', 'res5')
 
@@ -171,22 +179,107 @@ class BottleneckBlock(nn.Module):
     return nn.relu(y + shortcut)
 
 
+class InputNorm(nn.Module):
+  """The batch norm of a raw input, returning its affine part instead of applying it.
+
+  The variables, their initialisation and updates are nn.BatchNorm's (params `scale`, `bias`;
+  batch_stats `mean`, `var`, kept as momentum * old + (1 - momentum) * new; the variance as Flax's
+  E[x^2] - E[x]^2, floored at 0), so checkpoints are those of nn.BatchNorm(momentum, epsilon).
+  Statistics run in x's dtype (the caller passes at least float32).
+
+  Returns (x_hat, scale, bias): nn.BatchNorm's output is scale * x_hat + bias.
+  """
+
+  momentum: float = 0.9
+  epsilon: float = 1e-5
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, train: bool) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+    channels = x.shape[-1]
+    axes = tuple(range(x.ndim - 1))
+    running_mean = self.variable('batch_stats', 'mean', lambda: jnp.zeros(channels, jnp.float32))
+    running_var = self.variable('batch_stats', 'var', lambda: jnp.ones(channels, jnp.float32))
+    scale = self.param('scale', nn.initializers.ones, (channels,), jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros, (channels,), jnp.float32)
+    if train:
+      mean = jnp.mean(x, axes)
+      var = jnp.maximum(0.0, jnp.mean(x * x, axes) - mean * mean)
+      if not self.is_initializing():
+        running_mean.value = self.momentum * running_mean.value + (1 - self.momentum) * mean
+        running_var.value = self.momentum * running_var.value + (1 - self.momentum) * var
+    else:
+      mean, var = running_mean.value, running_var.value
+    x_hat = (x - mean.astype(x.dtype)) * lax.rsqrt(var + self.epsilon).astype(x.dtype)
+    return x_hat, scale, bias
+
+
+def inside_taps(size: int, kernel: int, stride: int) -> np.ndarray:
+  """(outputs, kernel) 0/1 float32: whether tap j of output i lands inside an axis of `size` positions.
+
+  For a convolution along that axis with PyTorch's `kernel // 2` padding on both sides.
+  """
+  outputs = (size + 2 * (kernel // 2) - kernel) // stride + 1
+  positions = stride * np.arange(outputs)[:, None] + np.arange(kernel)[None, :] - kernel // 2
+  return ((positions >= 0) & (positions < size)).astype(np.float32)
+
+
+class AffineInputConv(nn.Module):
+  """`_conv(features, kernel_size, strides)(scale * x + bias)` for per-channel scale and bias.
+
+  With zero padding, conv(scale * x + bias, W) = conv(x, W * scale) + conv(inside, B), where `inside` is
+  1 over the frame and 0 in the padding, and B = sum_c bias_c W[..., c, :]. The frame's inside is a
+  product of one indicator per axis, so the second term is three small contractions of B with
+  `inside_taps` (one (T', H', W', features) map shared by the batch), not a convolution. The gradients
+  of scale, bias and W then come from the convolution's weight gradient alone: x's gradient (a
+  full-resolution convolution into 2 or 3 channels) is not needed, since x is data. The kernel
+  parameter is `_conv`'s.
+  """
+
+  features: int
+  kernel_size: tuple[int, int, int]
+  strides: tuple[int, int, int]
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray, scale: jnp.ndarray, bias: jnp.ndarray) -> jnp.ndarray:
+    shape = (*self.kernel_size, x.shape[-1], self.features)
+    kernel = self.param('kernel', _conv_init, shape, jnp.float32)
+    y = lax.conv_general_dilated(
+        x.astype(self.dtype),
+        (kernel * scale[:, None]).astype(self.dtype),
+        window_strides=self.strides,
+        padding=[(k // 2, k // 2) for k in self.kernel_size],
+        dimension_numbers=('NDHWC', 'DHWIO', 'NDHWC'),
+    )
+    inside = [inside_taps(*axis) for axis in zip(x.shape[1:-1], self.kernel_size, self.strides)]
+    b = jnp.sum(kernel * bias[:, None], axis=-2)  # (k_t, k_h, k_w, features)
+    b = jnp.einsum('ijko,wk->ijwo', b, inside[2])
+    b = jnp.einsum('ijwo,hj->ihwo', b, inside[1])
+    b = jnp.einsum('ihwo,ti->thwo', b, inside[0])
+    return y + b.astype(self.dtype)
+
+
 class Stem(nn.Module):
   """conv (k_t, 7, 7) /(1, 2, 2) -> BN -> ReLU -> max-pool (1, 3, 3) /(1, 2, 2).
 
-  With temporal_stride s > 1 the pool is (max(k_t, s), 3, 3) /(s, 2, 2).
+  With temporal_stride s > 1 the pool is (max(k_t, s), 3, 3) /(s, 2, 2). With `input_affine=(scale,
+  bias)` the conv's input is scale * x + bias (see AffineInputConv).
   """
 
   width: int
   temporal_stride: int = 1
   temporal_kernel_size: int = 3
   dtype: Any = jnp.float32
-  strided_conv: str = 'native'
 
   @nn.compact
-  def __call__(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
+  def __call__(
+      self, x: jnp.ndarray, train: bool, input_affine: tuple[jnp.ndarray, jnp.ndarray] | None = None
+  ) -> jnp.ndarray:
     kt = self.temporal_kernel_size
-    x = _strided_conv(x, self.width, (kt, 7, 7), (1, 2, 2), mode=self.strided_conv, dtype=self.dtype, name='conv')
+    if input_affine is None:
+      x = _conv(self.width, (kt, 7, 7), (1, 2, 2), dtype=self.dtype, name='conv')(x)
+    else:
+      x = AffineInputConv(self.width, (kt, 7, 7), (1, 2, 2), self.dtype, name='conv')(x, *input_affine)
     x = nn.relu(_norm(train=train, dtype=self.dtype, name='norm')(x))
     # A temporal pool window of 1 with stride > 1 would skip frames; widen it to cover the stride.
     pool_t = max(kt, self.temporal_stride) if self.temporal_stride > 1 else 1
@@ -229,8 +322,8 @@ class ResNet3D(nn.Module):
     normalize_input: batch-normalise the raw input first (the MV and residual streams).
     dtype: compute dtype.
     strided_conv: 'native' | 'subsample' (stride-1 conv, then every s-th output: the same
-      function and parameters, faster to differentiate on CPU; see the module docstring). The
-      stem subsamples only with normalize_input, the one case where its input needs a gradient.
+      function and parameters, faster to differentiate on CPU; see the module docstring) for the
+      strided convs of res3..res5. The stem's input needs no gradient, so its conv stays native.
 
   Besides `__call__`, IMRNet drives the stages one at a time through `forward_stem` and
   `forward_stage`, to insert its connections between them.
@@ -249,17 +342,10 @@ class ResNet3D(nn.Module):
       raise ValueError(f'strided_conv={self.strided_conv!r}; use one of {STRIDED_CONV_MODES}.')
     block, blocks_per_stage = DEPTHS[self.depth]
     if self.normalize_input:
-      # At least float32: the raw MV / residual values go in before any cast.
-      # `use_running_average` is given per call, since `train` is a call argument.
-      self.input_norm = nn.BatchNorm(
-          momentum=0.9, epsilon=1e-5, dtype=accumulation_dtype(self.dtype), param_dtype=jnp.float32
-      )
+      self.input_norm = InputNorm(momentum=0.9, epsilon=1e-5)
     kt = self.temporal_kernel_size
     widths = tuple(self.widths) or STANDARD_WIDTHS
-    # Without an input norm the stem's input (the I-frames) needs no gradient, and subsampling
-    # would only make its forward pass 4x dearer.
-    stem_mode = self.strided_conv if self.normalize_input else 'native'
-    self.stem = Stem(widths[0], self.temporal_strides[0], kt, self.dtype, stem_mode)
+    self.stem = Stem(widths[0], self.temporal_strides[0], kt, self.dtype)
     stages = []
     for index, (num_blocks, width) in enumerate(zip(blocks_per_stage, widths)):
       spatial = 1 if index == 0 else 2
@@ -278,9 +364,11 @@ class ResNet3D(nn.Module):
 
   def forward_stem(self, x: jnp.ndarray, train: bool) -> jnp.ndarray:
     """(B, T, H, W, C_in) float -> (B, T', H / 4, W / 4, widths[0]) in `dtype` (rounded up)."""
-    if self.normalize_input:
-      x = self.input_norm(x.astype(accumulation_dtype(self.dtype)), use_running_average=not train)
-    return self.stem(x.astype(self.dtype), train)
+    if not self.normalize_input:
+      return self.stem(x.astype(self.dtype), train)
+    # At least float32: the raw MV / residual values are normalised before any cast.
+    x_hat, scale, bias = self.input_norm(x.astype(accumulation_dtype(self.dtype)), train)
+    return self.stem(x_hat, train, input_affine=(scale, bias))
 
   def forward_stage(self, name: str, x: jnp.ndarray, train: bool) -> jnp.ndarray:
     """Runs stage `name` (one of STAGE_NAMES)."""
