@@ -6,10 +6,11 @@ stem (conv (k_t, 7, 7) /(1, 2, 2) with PyTorch's `k // 2` padding, batch norm, R
 the bottleneck's stride on its 3x3x3 conv; projection shortcuts where the shape changes; zero-initialised
 last batch-norm scale), the same temporal strides and widths, and the input batch norm of the M and R
 streams, whose affine part is folded into the stem's convolution as in Flax (`resnet3d.AffineInputConv`:
-conv(scale * x_hat + bias, W) = conv(x_hat, scale * W) + the convolution of the frame's inside with the
-folded bias, so neither side computes the gradient of the stem's input). Module names mirror the Flax ones, so `load_flax_variables` copies a Flax model's parameters and
-batch statistics in, and tests/test_torch_reference.py checks that both compute the same features and
-gradients, and that `torch.utils.flop_counter` counts the same FLOPs as `benchmarks.flops.every_tap_flops`.
+conv(scale * x_hat + bias, W) = conv(x_hat, scale * W) + the response of the frame's inside to the folded
+bias, so neither side computes the gradient of the stem's input). Module names mirror the Flax ones, so
+`load_flax_variables` copies a Flax model's parameters and batch statistics in, and
+tests/test_torch_reference.py checks that both compute the same features and gradients, and that
+`torch.utils.flop_counter` counts the same FLOPs as `benchmarks.flops.every_tap_flops`.
 
 Two known differences, neither of which touches speed: a training step updates PyTorch's running
 variance with the unbiased batch variance (Flax keeps the biased one), and there are no dynamic
