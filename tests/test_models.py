@@ -286,7 +286,70 @@ class _InputNormThenConv(nn.Module):
         param_dtype=jnp.float32,
         name='input_norm',
     )(x)
-    return resnet3d._conv(5, self.kernel, self.strides, dtype=x.dtype, name='conv')(x)  # pylint: disable=protected-access
+    return _xla_conv(5, self.kernel, self.strides, x.dtype, 'conv')(x)
+
+
+def _xla_conv(features, kernel, strides, dtype, name):
+  """flax.linen.Conv, XLA's 3-D convolution on every backend: the reference for resnet3d.Conv."""
+  return nn.Conv(
+      features,
+      kernel,
+      strides,
+      padding=[(k // 2, k // 2) for k in kernel],
+      use_bias=False,
+      dtype=dtype,
+      param_dtype=jnp.float32,
+      kernel_init=resnet3d._conv_init,  # pylint: disable=protected-access
+      name=name,
+  )
+
+
+class _OneConv(nn.Module):
+  kernel: tuple[int, int, int]
+  strides: tuple[int, int, int]
+  ours: bool
+
+  @nn.compact
+  def __call__(self, x):
+    if self.ours:
+      return resnet3d.Conv(4, self.kernel, self.strides, x.dtype, name='conv')(x)
+    return _xla_conv(4, self.kernel, self.strides, x.dtype, 'conv')(x)
+
+
+@pytest.mark.parametrize(
+    'kernel, strides, shape',
+    [
+        ((3, 7, 7), (1, 2, 2), (2, 3, 13, 10, 3)),
+        ((3, 3, 3), (2, 2, 2), (2, 7, 9, 7, 4)),
+        ((3, 3, 3), (1, 1, 1), (1, 4, 2, 2, 5)),  # maps smaller than the kernel, as res5's at small crops
+        ((1, 1, 1), (2, 2, 2), (2, 7, 9, 7, 4)),
+        ((1, 3, 3), (1, 2, 2), (2, 3, 8, 8, 4)),
+    ],
+)
+def test_conv_is_flax_conv_within_rounding(kernel, strides, shape):
+  """resnet3d.Conv (2-D convs per temporal tap on the CPU) against nn.Conv: same parameters, init, outputs
+  and gradients, each within 2 gamma(n) of the sum of |products| (tests/numerics.py), n its terms."""
+  x = jax.random.normal(jax.random.key(3), shape)
+  ours, reference = _OneConv(kernel, strides, True), _OneConv(kernel, strides, False)
+  variables = reference.init(jax.random.key(4), x)
+  jax.tree.map(np.testing.assert_array_equal, ours.init(jax.random.key(4), x), variables)
+  cotangent = jax.random.normal(jax.random.key(5), jax.eval_shape(reference.apply, variables, x).shape)
+
+  def forward_and_gradients(module, variables, x, cotangent):
+    y, vjp = jax.vjp(module.apply, variables, x)
+    grad_variables, grad_x = vjp(cotangent)
+    return y, grad_variables['params']['conv']['kernel'], grad_x
+
+  run = jax.jit(forward_and_gradients, static_argnums=0)
+  expected, actual = run(reference, variables, x, cotangent), run(ours, variables, x, cotangent)
+  absolute = run(reference, jax.tree.map(jnp.abs, variables), jnp.abs(x), jnp.abs(cotangent))
+  taps = int(np.prod(kernel))
+  terms = (taps * shape[-1], int(np.prod(cotangent.shape[:-1])), taps * 4)  # output, kernel grad, input grad
+  for name, e, a, bound_of, n in zip(
+      ('output', 'kernel gradient', 'input gradient'), expected, actual, absolute, terms
+  ):
+    g = numerics.gamma(n)
+    numerics.assert_within(a, e, 2 * g * (1 + g) * np.asarray(bound_of), name)
 
 
 def test_inside_taps_by_hand():
