@@ -25,6 +25,9 @@ The input batch norm of the M and R streams hands its affine part to the stem's 
 plus the convolution of the frame's inside with the bias folded into W. It is the same function with
 the same variables, but its gradient no longer needs the stem's input gradient: a full-resolution
 convolution into 2 or 3 channels, which was 73% of the CPU demo's step time (benchmarks/profile_summary.py).
+
+Every conv is `Conv` (nn.Conv's parameter and initialisation), which on the CPU runs a 3-D convolution
+as 2-D convolutions per temporal tap (`conv`).
 """
 
 import functools
@@ -72,9 +75,9 @@ def conv(x: jnp.ndarray, kernel: jnp.ndarray, strides: Sequence[int]) -> jnp.nda
   """(B, T, H, W, C) conv (k_t, k_h, k_w, C, F), bias-free, with PyTorch's symmetric `k // 2` padding.
 
   On the CPU it runs as k_t 2-D convolutions of the time-shifted frames, summed: the same products,
-  summed in another order (tests/test_models.py bounds the difference), and a train step about 1.7-2x
-  faster than with XLA:CPU's 3-D convolution at this project's sizes (docs/EXPERIMENTS.md). Elsewhere
-  it is XLA's 3-D convolution.
+  summed in another order (tests/test_models.py bounds the difference). XLA:CPU's 3-D convolution is
+  the slower form: with this one the demo's train step took a third to a quarter of the time and
+  IMR-R18's at 112 px half (docs/EXPERIMENTS.md, README). Elsewhere it is XLA's 3-D convolution.
   """
   strides = tuple(strides)
   padding = [(k // 2, k // 2) for k in kernel.shape[:3]]
