@@ -304,18 +304,53 @@ def _xla_conv(features, kernel, strides, dtype, name):
   )
 
 
+def _conv_forward_and_gradients(module, variables, x, cotangent):
+  y, vjp = jax.vjp(module.apply, variables, x)
+  grad_variables, grad_x = vjp(cotangent)
+  return y, grad_variables['params']['conv']['kernel'], grad_x
+
+
+def _assert_same_conv_within_rounding(reference, other, variables, x, cotangent, terms):
+  """`other`'s output, kernel gradient and input gradient against `reference`'s; returns `other`'s.
+
+  A conv and both its gradients are sums of products, so each result lies within gamma(n) of the
+  exact value times the same sum over |products|, whatever the summation order (numerics.py); the sums
+  of |products| are the same maps applied to |x|, |kernel| and |cotangent|. `terms` gives n for the
+  output (taps times input channels), the kernel gradient (the output positions it sums over) and the
+  input gradient (taps times output channels). The absolute sums are computed in float32 too, hence
+  the factor (1 + gamma(n)).
+  """
+  run = jax.jit(_conv_forward_and_gradients, static_argnums=0)
+  expected, actual = run(reference, variables, x, cotangent), run(other, variables, x, cotangent)
+  absolute = run(reference, jax.tree.map(jnp.abs, variables), jnp.abs(x), jnp.abs(cotangent))
+  for name, e, a, bound_of, n in zip(
+      ('output', 'kernel gradient', 'input gradient'), expected, actual, absolute, terms
+  ):
+    g = numerics.gamma(n)
+    numerics.assert_within(a, e, 2 * g * (1 + g) * np.asarray(bound_of), name)
+  return actual
+
+
 class _OneConv(nn.Module):
+  """One conv of 4 features: 'flax' (nn.Conv), 'ours' (resnet3d.Conv), or resnet3d's strided conv
+  computed 'native' or 'subsample'."""
+
   kernel: tuple[int, int, int]
   strides: tuple[int, int, int]
-  ours: bool
+  kind: str
 
   @nn.compact
   def __call__(self, x):
-    if self.ours:
+    if self.kind == 'flax':
+      return _xla_conv(4, self.kernel, self.strides, x.dtype, 'conv')(x)
+    if self.kind == 'ours':
       return resnet3d.Conv(4, self.kernel, self.strides, x.dtype, name='conv')(x)
-    return _xla_conv(4, self.kernel, self.strides, x.dtype, 'conv')(x)
+    return resnet3d._strided_conv(  # pylint: disable=protected-access
+        x, 4, self.kernel, self.strides, mode=self.kind, dtype=x.dtype, name='conv'
+    )
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize(
     'kernel, strides, shape',
     [
@@ -330,26 +365,13 @@ def test_conv_is_flax_conv_within_rounding(kernel, strides, shape):
   """resnet3d.Conv (2-D convs per temporal tap on the CPU) against nn.Conv: same parameters, init, outputs
   and gradients, each within 2 gamma(n) of the sum of |products| (tests/numerics.py), n its terms."""
   x = jax.random.normal(jax.random.key(3), shape)
-  ours, reference = _OneConv(kernel, strides, True), _OneConv(kernel, strides, False)
+  ours, reference = _OneConv(kernel, strides, 'ours'), _OneConv(kernel, strides, 'flax')
   variables = reference.init(jax.random.key(4), x)
   jax.tree.map(np.testing.assert_array_equal, ours.init(jax.random.key(4), x), variables)
   cotangent = jax.random.normal(jax.random.key(5), jax.eval_shape(reference.apply, variables, x).shape)
-
-  def forward_and_gradients(module, variables, x, cotangent):
-    y, vjp = jax.vjp(module.apply, variables, x)
-    grad_variables, grad_x = vjp(cotangent)
-    return y, grad_variables['params']['conv']['kernel'], grad_x
-
-  run = jax.jit(forward_and_gradients, static_argnums=0)
-  expected, actual = run(reference, variables, x, cotangent), run(ours, variables, x, cotangent)
-  absolute = run(reference, jax.tree.map(jnp.abs, variables), jnp.abs(x), jnp.abs(cotangent))
   taps = int(np.prod(kernel))
-  terms = (taps * shape[-1], int(np.prod(cotangent.shape[:-1])), taps * 4)  # output, kernel grad, input grad
-  for name, e, a, bound_of, n in zip(
-      ('output', 'kernel gradient', 'input gradient'), expected, actual, absolute, terms
-  ):
-    g = numerics.gamma(n)
-    numerics.assert_within(a, e, 2 * g * (1 + g) * np.asarray(bound_of), name)
+  terms = (taps * shape[-1], int(np.prod(cotangent.shape[:-1])), taps * 4)
+  _assert_same_conv_within_rounding(reference, ours, variables, x, cotangent, terms)
 
 
 def test_inside_taps_by_hand():
@@ -410,18 +432,6 @@ def test_folded_input_norm_computes_batch_norm_then_conv(kernel, strides, shape)
 # --- strided_conv='subsample' -------------------------------------------------------------------
 
 
-class _StridedConv(nn.Module):
-  kernel: tuple[int, int, int]
-  strides: tuple[int, int, int]
-  mode: str
-
-  @nn.compact
-  def __call__(self, x):
-    return resnet3d._strided_conv(
-        x, 4, self.kernel, self.strides, mode=self.mode, dtype=x.dtype, name='conv'  # pylint: disable=protected-access
-    )
-
-
 # Every strided conv of the networks: the stem, a stage's first conv with and without a temporal
 # stride, and a projection shortcut; odd sizes check that stride 2 keeps floor((n - 1) / 2) + 1
 # positions both ways.
@@ -437,39 +447,15 @@ class _StridedConv(nn.Module):
 )
 def test_subsampled_strided_conv_matches_native_within_rounding(kernel, strides, shape):
   x = jax.random.normal(jax.random.key(3), shape)
-  native, subsample = (_StridedConv(kernel, strides, mode) for mode in ('native', 'subsample'))
+  native, subsample = (_OneConv(kernel, strides, mode) for mode in ('native', 'subsample'))
   variables = native.init(jax.random.key(4), x)
   out_shape = jax.eval_shape(native.apply, variables, x).shape
   cotangent = jax.random.normal(jax.random.key(5), out_shape)
-
-  def forward_and_gradients(module, variables, x, cotangent):
-    y, vjp = jax.vjp(module.apply, variables, x)
-    grad_variables, grad_x = vjp(cotangent)
-    return y, grad_variables['params']['conv']['kernel'], grad_x
-
-  results = {
-      mode: jax.jit(forward_and_gradients, static_argnums=0)(module, variables, x, cotangent)
-      for mode, module in (('native', native), ('subsample', subsample))
-  }
-  # A conv and both its gradients are sums of products, so each result lies within gamma(n) of the
-  # exact value times the same sum over |products|, whatever the summation order (numerics.py); the
-  # sums of |products| are the same maps applied to |x|, |kernel| and |cotangent|. n counts the terms:
-  # forward, the taps times input channels; input gradient, the taps times output channels; kernel
-  # gradient, every output position of the stride-1 conv. The absolute sums are computed in float32
-  # too, hence the factor (1 + gamma(n)).
-  absolute = forward_and_gradients(native, jax.tree.map(jnp.abs, variables), jnp.abs(x), jnp.abs(cotangent))
   taps = int(np.prod(kernel))
-  terms = (taps * shape[-1], taps * 4, int(np.prod(shape[:-1])))
-  for name, native_value, sub_value, abs_value, n in zip(
-      ('output', 'kernel gradient', 'input gradient'),
-      results['native'],
-      results['subsample'],
-      absolute,
-      (terms[0], terms[2], terms[1]),
-  ):
-    g = numerics.gamma(n)
-    numerics.assert_within(sub_value, native_value, 2 * g * (1 + g) * np.asarray(abs_value), name)
-  assert float(jnp.abs(results['subsample'][2]).max()) > 0
+  # The kernel gradient of the stride-1 conv sums over its every output position.
+  terms = (taps * shape[-1], int(np.prod(shape[:-1])), taps * 4)
+  subsampled = _assert_same_conv_within_rounding(native, subsample, variables, x, cotangent, terms)
+  assert float(jnp.abs(subsampled[2]).max()) > 0
 
 
 def _outputs_and_gradients(module, variables, inputs):
