@@ -32,7 +32,9 @@ from its last checkpoint):
 `--diagnose` runs, instead of the tables, the checks docs/results.md uses to explain them (the tuning
 runs first, if not done): each stream alone from scratch (can the label be read from one stream?), and
 bidirectional vs no connection vs unidirectional with LONG_BUDGET x the fine-tuning epochs, first two
-seeds (is the ablations' lead a matter of budget?), writing WORKDIR/diagnostics.md and diagnostics.json.
+seeds (is the ablations' lead a matter of budget?), and the scratch and CoViAR rows at every candidate
+learning rate, read on test (how much of a row's lead is the one learning rate it was given? reported,
+never used to choose), writing WORKDIR/diagnostics.md and diagnostics.json.
 """
 
 import dataclasses
@@ -99,7 +101,8 @@ TABLE2 = (
     Row('bidirectional', 'Bidirectional (full)'),  # the scratch row of Table 1
 )
 
-# --diagnose: one stream alone (config.model.streams), and the long-budget comparison.
+# --diagnose: one stream alone (config.model.streams), the long-budget comparison, and the
+# learning-rate sensitivity of two rows.
 SINGLE_STREAMS = (
     ('i_only', 'I-frames only', 'i'),
     ('m_only', 'Motion vectors only', 'm'),
@@ -111,6 +114,12 @@ LONG_BUDGET_ROWS = (
     ('scratch', 'Bidirectional (full)', ''),
     ('no_connection', 'No connection', 'no_connection'),
     ('unidirectional', 'Unidirectional (P -> I)', 'unidirectional'),
+)
+# Learning-rate sensitivity, read on test and reported, never used to choose: rows run at every
+# candidate rate (the chosen one's runs are the study's own).
+LEARNING_RATE_ROWS = (
+    ('scratch', 'Bidirectional (full)', ''),
+    ('coviar', 'CoViAR (from scratch)', 'coviar'),
 )
 
 # The study's scale at --scale=1 (sized for a 2-core CPU; see docs/results.md for why these values).
@@ -336,7 +345,9 @@ class Study:
     learning_rate = self.tune()
     long_seeds = self.seeds[:LONG_BUDGET_SEEDS]
     self.total_runs = (
-        len(LEARNING_RATES) + len(self.seeds) * len(SINGLE_STREAMS) + len(long_seeds) * len(LONG_BUDGET_ROWS)
+        len(LEARNING_RATES)
+        + len(self.seeds) * (len(SINGLE_STREAMS) + len(LEARNING_RATE_ROWS) * len(LEARNING_RATES))
+        + len(long_seeds) * len(LONG_BUDGET_ROWS)
     )
     rows: dict[str, dict[int, dict[str, Any]]] = {}
     for seed in self.seeds:
@@ -350,6 +361,14 @@ class Study:
         config.num_epochs = self.finetune_epochs * LONG_BUDGET
         final = self._run(f'diagnostics/{name}_x{LONG_BUDGET}_seed{seed}', config)
         rows.setdefault(f'{name}_x{LONG_BUDGET}', {})[seed] = {'video_accuracy': final['video_accuracy']}
+    for seed in self.seeds:
+      for name, _, variant in LEARNING_RATE_ROWS:
+        for rate in LEARNING_RATES:
+          config = self._classification_config(variant, finetune=False, learning_rate=rate, seed=seed)
+          # At the chosen rate this is the study's own run (the same config and key): not run twice.
+          key = f'finetune/{name}_seed{seed}' if rate == learning_rate else f'diagnostics/{name}_lr{rate:g}_seed{seed}'
+          final = self._run(key, config)
+          rows.setdefault(f'{name}_lr{rate:g}', {})[seed] = {'video_accuracy': final['video_accuracy']}
     return {'rows': rows, 'learning_rate': learning_rate}
 
 
@@ -362,7 +381,16 @@ def diagnostics_markdown(rows: dict[str, dict[int, dict[str, Any]]], finetune_ep
           for name, title, _ in LONG_BUDGET_ROWS
       }
   )
+  titles.update(
+      {
+          f'{name}_lr{rate:g}': f'{title}, {finetune_epochs:g} epochs, learning rate {rate:g} (test)'
+          for name, title, _ in LEARNING_RATE_ROWS
+          for rate in LEARNING_RATES
+      }
+  )
   for name, title in titles.items():
+    if name not in rows:
+      continue
     values = [rows[name][seed]['video_accuracy'] for seed in sorted(rows[name])]
     mean, error = mean_and_error(values)
     lines.append(f'| {title} | {100 * mean:.1f} ± {100 * error:.1f} | {" / ".join(f"{100 * v:.1f}" for v in values)} |')

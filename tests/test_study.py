@@ -52,8 +52,11 @@ def test_bar_chart_draws_a_png(tmp_path):
 def test_diagnostics_table_and_run_minutes(tmp_path):
   rows = {name: {0: {'video_accuracy': 0.5}, 1: {'video_accuracy': 0.7}} for name, _, _ in study.SINGLE_STREAMS}
   rows.update({f'{name}_x{study.LONG_BUDGET}': {0: {'video_accuracy': 0.25}} for name, _, _ in study.LONG_BUDGET_ROWS})
+  rows['coviar_lr0.01'] = {0: {'video_accuracy': 0.4}, 1: {'video_accuracy': 0.6}, 2: {'video_accuracy': 0.5}}
   table = study.diagnostics_markdown(rows, finetune_epochs=8)
   assert '| Motion vectors only, 8 epochs | 60.0 ± 10.0 | 50.0 / 70.0 |' in table
+  assert '| CoViAR (from scratch), 8 epochs, learning rate 0.01 (test) | 50.0 ± 5.8 | 40.0 / 60.0 / 50.0 |' in table
+  assert 'learning rate 0.001' not in table  # rows not run are left out
   assert f'| No connection, {8 * study.LONG_BUDGET} epochs | 25.0 ± 0.0 | 25.0 |' in table
   # A run's minutes: from its first event file's name (Unix seconds) to its final_metrics.json.
   run = tmp_path / 'runs' / 'finetune' / 'pmsp_seed0'
